@@ -1,0 +1,49 @@
+# securepipe: every install and run goes through here.
+# `make demo` and `make test` set up what they need on a fresh machine that has Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+VENV_TRAIN := .venv-train
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export UV_LINK_MODE=copy
+
+.PHONY: setup setup-airflow setup-train lock demo test test-fast up down security bench clean-demo
+
+setup: setup-airflow setup-train
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv
+
+# The stamp files make `make setup` idempotent: a venv is rebuilt only when its lock file changes.
+$(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
+	@test -x $(VENV)/bin/python || $(UV) venv --python $(PYTHON) $(VENV)
+	$(UV) pip install --python $(VENV)/bin/python --require-hashes -r requirements.txt
+	$(UV) pip install --python $(VENV)/bin/python --no-deps -e .
+	@touch $@
+
+$(VENV_TRAIN)/.installed: requirements-train.txt pyproject.toml | $(UV)
+	@test -x $(VENV_TRAIN)/bin/python || $(UV) venv --python $(PYTHON) $(VENV_TRAIN)
+	$(UV) pip install --python $(VENV_TRAIN)/bin/python --require-hashes -r requirements-train.txt
+	$(UV) pip install --python $(VENV_TRAIN)/bin/python --no-deps -e .
+	@touch $@
+
+setup-airflow: $(VENV)/.installed
+setup-train: $(VENV_TRAIN)/.installed
+
+# Re-resolve both lock files (needs the package index).
+lock: | $(UV)
+	$(UV) pip compile --python-version 3.11 requirements.in -o requirements.txt --generate-hashes
+	$(UV) pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 requirements-train.in -o requirements-train.txt --generate-hashes
+
+demo: setup
+	$(VENV)/bin/securepipe demo $(DEMO_ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+up: setup
+	$(VENV)/bin/securepipe up $(UP_ARGS)
+
+security: setup
+	$(VENV)/bin/securepipe-security

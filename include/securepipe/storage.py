@@ -1,0 +1,72 @@
+"""Storage helpers shared by every stage: atomic writes and content hashes.
+
+Threat model: nothing half-written may be visible. Local files are written to a
+temporary name in the same directory and renamed into place only when complete;
+object stores (s3://) publish an object only when its upload completes, so the same
+contract holds there. Paths may be `str`, `pathlib.Path` or Airflow's
+`ObjectStoragePath` (anything with `.open()` and a URI), so file:// and s3:// share
+one code path.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+CHUNK = 1 << 20
+
+
+def _is_local(path) -> bool:
+    if isinstance(path, (str, os.PathLike)) and not str(path).startswith(("s3://", "gs://", "memory://")):
+        return True
+    protocol = getattr(path, "protocol", None)
+    return protocol in ("file", "local", "")
+
+
+def local_path(path) -> Path:
+    text = str(path)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb") -> Iterator[BinaryIO]:
+    """Yield a writable file; on success it appears at `path` in one step, on error nothing does."""
+    if not _is_local(path):
+        # ObjectStoragePath / fsspec: the object becomes visible when the upload completes.
+        with path.open(mode) as handle:
+            yield handle
+        return
+    target = local_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def open_read(path) -> BinaryIO:
+    if _is_local(path):
+        return open(local_path(path), "rb")
+    return path.open("rb")
+
+
+def sha256_stream(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path) -> str:
+    with open_read(path) as handle:
+        return sha256_stream(handle)
