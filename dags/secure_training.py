@@ -1,0 +1,153 @@
+"""
+### secure_training
+
+Retrains a model on sensitive records without letting raw PII out of the plaintext boundary:
+
+1. **prepare_run** validates the operator's parameters and fixes the run's settings.
+2. **ingest** reads the landing file strictly and stores it as encrypted shards.
+3. **mask_shard** (mapped over shards) detects PII in columns and free text and masks it
+   (keyed pseudonyms, redaction, generalization), re-encrypting each shard.
+4. **finalize_masking** joins the shards, enforces k-anonymity and re-scans for residual PII:
+   the run fails closed if any remains. The masked dataset is published as an Asset.
+5. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
+6. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
+   its input in memory and writes only an encrypted model.
+7. **privacy_gate** checks ε spent and the membership-inference AUC against the run's limits.
+8. **publish_lineage** writes the signed lineage manifest and the audit-log entry.
+9. **cleanup** always removes the run's encrypted intermediate shards.
+
+Only counts, hashes and pseudonyms travel through XCom and logs.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import (
+    AssetAny,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
+
+from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
+
+default_args = {
+    "owner": "securepipe",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=2),
+}
+
+
+@dag(
+    dag_id="secure_training",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
+        assets=AssetAny(RAW_DATASET, RETRAIN_REQUEST),
+    ),
+    catchup=False,
+    max_active_runs=4,
+    default_args=default_args,
+    tags=["securepipe", "training", "pii"],
+    doc_md=__doc__,
+    params={
+        "input_uri": Param(
+            "",
+            type="string",
+            maxLength=1024,
+            pattern=r"^$|^(file|s3)://[A-Za-z0-9._~/+=-]+$",
+            description="Raw input (CSV or Parquet). Empty: the configured landing file.",
+        ),
+        "dataset": Param("patients", type="string", pattern=r"^[a-z][a-z0-9_-]{0,63}$"),
+        "label_column": Param("readmitted", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+        "target_epsilon": Param(3.0, type="number", minimum=0.1, maximum=10),
+        "delta": Param(1e-5, type="number", exclusiveMinimum=0, maximum=1e-3),
+        "epochs": Param(5, type="integer", minimum=1, maximum=100),
+        "batch_size": Param(256, type="integer", minimum=8, maximum=8192),
+        "masking_policy": Param("default", type="string", pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+                                description="Name of a policy in the configured policy directory."),
+        "rows_per_shard": Param(5000, type="integer", minimum=100, maximum=1_000_000),
+        "max_mia_auc": Param(0.6, type="number", minimum=0.5, maximum=1.0),
+        "nonprivate_baseline": Param(False, type="boolean"),
+    },
+    render_template_as_native_obj=True,
+)
+def secure_training():
+    @task(inlets=[RAW_DATASET])
+    def prepare_run() -> dict:
+        from securepipe_dags.runs import prepare
+
+        return prepare(get_current_context())
+
+    @task
+    def ingest(run: dict) -> list[dict]:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.ingest(settings_for(run))
+
+    @task(max_active_tis_per_dag=4)
+    def mask_shard(run: dict, shard: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.mask_shard(settings_for(run), shard)
+
+    @task(outlets=[MASKED_DATASET])
+    def finalize_masking(run: dict, masked_shards: list[dict]) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.finalize_masking(settings_for(run), list(masked_shards))
+
+    @task
+    def check_budget(run: dict, masked: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.check_budget(settings_for(run), masked)
+
+    @task(queue="gpu", pool="gpu", retries=1)
+    def train_model(run: dict, masked: dict, budget: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.train(settings_for(run), masked)
+
+    @task
+    def privacy_gate(run: dict, trained: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.privacy_gate(settings_for(run), trained)
+
+    @task(outlets=[MODEL])
+    def publish_lineage(run: dict, shards: list[dict], masked: dict, trained: dict, verdict: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
+
+    @task(trigger_rule="all_done", retries=3)
+    def cleanup(run: dict) -> int:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.cleanup(settings_for(run))
+
+    run = prepare_run()
+    shards = ingest(run)
+    masked_shards = mask_shard.partial(run=run).expand(shard=shards)
+    masked = finalize_masking(run, masked_shards)
+    budget = check_budget(run, masked)
+    trained = train_model(run, masked, budget)
+    verdict = privacy_gate(run, trained)
+    published = publish_lineage(run, shards, masked, trained, verdict)
+    published >> cleanup(run)
+
+
+secure_training()

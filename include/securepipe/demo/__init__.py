@@ -1,0 +1,1 @@
+"""Run the pipeline on the embedded default: SQLite, LocalExecutor, files, local KMS emulator."""

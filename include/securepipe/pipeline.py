@@ -1,0 +1,323 @@
+"""The stages of one secure_training run, as plain functions (no Airflow).
+
+Each DAG task is a thin call into one of these, so the whole chain can be tested
+and run without a scheduler. Stages exchange small dicts of builtins (they become
+XCom): storage keys, row counts, content hashes, per-column PII counts and
+metrics, never values.
+
+Threat model: raw records exist in plaintext only in a worker's memory during one
+task. At rest every shard, dataset and model is Tink streaming AEAD under a fresh
+keyset wrapped by KMS, with an encryption context binding it to dataset, run and
+purpose (a ciphertext moved to another run or purpose does not decrypt). Failures
+fail closed: the gate raises before anything is published, the input is never
+modified, and the audit log records the failure.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from securepipe.config import AwsSettings
+from securepipe.errors import GateFailed, SecurePipeError
+
+
+@dataclass
+class RunSettings:
+    run_id: str
+    dataset: str
+    input_uri: str
+    storage_root: Any  # pathlib.Path or ObjectStoragePath: anything with `/` and `.open()`
+    state_dir: Path
+    kms_key_id: str
+    aws: AwsSettings
+    label: str = "readmitted"
+    policy_path: str = ""
+    policy_name: str = "default"
+    target_epsilon: float = 3.0
+    delta: float = 1e-5
+    epochs: int = 5
+    batch_size: int = 256
+    rows_per_shard: int = 5000
+    max_mia_auc: float = 0.6
+    nonprivate_baseline: bool = False
+    train_cli: str = ""
+    trigger: dict = field(default_factory=dict)
+    dag_id: str = "secure_training"
+    airflow_run_id: str = ""
+
+    @classmethod
+    def from_dict(cls, run: dict, *, storage_root, aws: AwsSettings) -> "RunSettings":
+        names = {f.name for f in fields(cls)} - {"storage_root", "aws", "state_dir"}
+        values = {k: v for k, v in run.items() if k in names}
+        return cls(storage_root=storage_root, aws=aws, state_dir=Path(run["state_dir"]), **values)
+
+    def context(self, purpose: str, **extra: str) -> dict[str, str]:
+        """The encryption context of an artifact: what it is, of which dataset, from which run."""
+        return {"dataset": self.dataset, "run_id": self.run_id, "purpose": purpose, **extra}
+
+    def path(self, key: str):
+        return self.storage_root / key
+
+    def uri(self, key: str) -> str:
+        return str(self.path(key))
+
+
+def _kms(run: RunSettings):
+    from securepipe.crypto.kms import default_kms
+
+    return default_kms(run.aws)
+
+
+def _store_frame(run: RunSettings, frame, key: str, context: dict[str, str], kms=None) -> dict:
+    """Encrypt a DataFrame as Parquet straight from memory into storage; return its lineage record."""
+    from securepipe.crypto import encrypt_bytes
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    info = encrypt_bytes(buffer.getvalue(), run.path(key), key_id=run.kms_key_id, context=context,
+                         kms=kms or _kms(run))
+    return {"key": key, "uri": run.uri(key), "rows": int(len(frame)), "sha256": info["sha256"],
+            "kms_key_arn": info.get("kms_key_id", run.kms_key_id), "context": context}
+
+
+def _load_frame(run: RunSettings, record: dict, kms=None):
+    import pandas as pd
+
+    from securepipe.crypto import decrypt_to_bytes
+
+    data = decrypt_to_bytes(run.path(record["key"]), expected_context=record["context"], kms=kms or _kms(run))
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def _audit(run: RunSettings, event: str, payload: dict, idempotency_key: str | None = None) -> None:
+    from securepipe.audit.log import append_event
+
+    append_event(audit_log_path(run.state_dir), event, {"run_id": run.run_id, "dataset": run.dataset, **payload},
+                 idempotency_key=idempotency_key)
+
+
+def audit_log_path(state_dir: Path) -> Path:
+    return Path(state_dir) / "audit" / "audit.jsonl"
+
+
+def ledger_path(state_dir: Path) -> Path:
+    return Path(state_dir) / "privacy-budget.json"
+
+
+def _policy(run: RunSettings):
+    from securepipe.pii import load_policy
+
+    return load_policy(run.policy_path or None)
+
+
+def _secret(run: RunSettings) -> bytes:
+    from securepipe.crypto.secrets import pseudonym_secret
+
+    return pseudonym_secret(run.state_dir, run.kms_key_id, run.aws)
+
+
+# --- stages ------------------------------------------------------------------------------------
+def ingest(run: RunSettings) -> list[dict]:
+    """Read the raw input strictly and store it as encrypted shards; the input is never modified."""
+    from securepipe.ingest import ReadLimits, iter_frames
+    from securepipe.storage import open_read  # noqa: F401 - iter_frames opens through it
+
+    kms = _kms(run)
+    source = _input_path(run)
+    shards = []
+    for index, frame in enumerate(
+        iter_frames(source, required_columns=[run.label], limits=ReadLimits(chunk_rows=run.rows_per_shard))
+    ):
+        shard = f"{index:05d}"
+        key = f"{run.dataset}/runs/{run.run_id}/raw/shard-{shard}.parquet.enc"
+        record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms)
+        record["index"] = index
+        record["first_row"] = int(frame.index[0]) + 1
+        shards.append(record)
+    return shards
+
+
+def _input_path(run: RunSettings):
+    uri = run.input_uri
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    if "://" in uri:
+        # Same connection and scheme as the storage root (s3://): one code path for both.
+        return type(run.storage_root)(uri, conn_id=getattr(run.storage_root, "conn_id", None))
+    return Path(uri)
+
+
+def mask_shard(run: RunSettings, shard: dict) -> dict:
+    """Detect and mask PII in one shard, in memory; store the masked shard encrypted."""
+    from securepipe.pii import mask_frame
+
+    kms = _kms(run)
+    frame = _load_frame(run, shard, kms)
+    masked, report = mask_frame(frame, _policy(run), _secret(run))
+    key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
+    record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
+    record.update(index=shard["index"], report=report)
+    return record
+
+
+def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
+    """Join masked shards, enforce k-anonymity, re-scan for residual PII, publish the masked dataset."""
+    import pandas as pd
+
+    from securepipe.pii import enforce_k_anonymity, merge_reports, residual_gate
+
+    kms = _kms(run)
+    policy = _policy(run)
+    ordered = sorted(masked_shards, key=lambda s: s["index"])
+    frame = pd.concat([_load_frame(run, s, kms) for s in ordered], ignore_index=True)
+    frame, k_report = enforce_k_anonymity(frame, policy)
+    try:
+        gate_report = residual_gate(frame, policy)
+    except GateFailed as exc:
+        _audit(run, "gate_failed", {"gate": "residual_pii", "reason": str(exc)},
+               idempotency_key=f"{run.run_id}:gate_failed")
+        raise
+    key = f"{run.dataset}/masked/{run.run_id}/dataset.parquet.enc"
+    record = _store_frame(run, frame, key, run.context("masked-dataset"), kms)
+    record["report"] = {
+        "pii": merge_reports([s["report"] for s in ordered]),
+        "k_anonymity": k_report,
+        "residual": gate_report,
+        "policy": run.policy_name,
+    }
+    return record
+
+
+def check_budget(run: RunSettings, masked: dict) -> dict:
+    """Refuse before training when the target ε would exceed the dataset's budget."""
+    from securepipe.errors import BudgetExceeded
+    from securepipe.training.ledger import PrivacyLedger
+
+    ledger = PrivacyLedger(ledger_path(run.state_dir))
+    try:
+        status = ledger.check(run.dataset, run.target_epsilon, run_id=run.run_id)
+    except BudgetExceeded as exc:
+        _audit(run, "budget_refused", {"target_epsilon": run.target_epsilon, "reason": str(exc)},
+               idempotency_key=f"{run.run_id}:budget_refused")
+        raise
+    return status
+
+
+def train(run: RunSettings, masked: dict) -> dict:
+    """DP-SGD in the training environment; it reads the masked dataset's ciphertext and decrypts in memory."""
+    cli = run.train_cli or str(Path(__file__).resolve().parents[2] / ".venv-train" / "bin" / "securepipe")
+    with tempfile.TemporaryDirectory(prefix="securepipe-train-") as work:
+        work = Path(work)
+        data = work / "dataset.parquet.enc"
+        with run.path(masked["key"]).open("rb") as src, open(data, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)  # ciphertext only
+        out = work / "out"
+        argv = [cli, "train", "--data", str(data), "--label", run.label,
+                "--target-epsilon", str(run.target_epsilon), "--delta", str(run.delta),
+                "--epochs", str(run.epochs), "--batch-size", str(run.batch_size), "--out", str(out),
+                "--encrypt-model", "--kms-key-id", run.kms_key_id]
+        for k, v in masked["context"].items():
+            argv += ["--context", f"{k}={v}"]
+        for k, v in run.context("model").items():
+            argv += ["--model-context", f"{k}={v}"]
+        if run.nonprivate_baseline:
+            argv.append("--nonprivate-baseline")
+        result = subprocess.run(argv, env={**os.environ, **_aws_env(run)}, capture_output=True, text=True)  # noqa: S603
+        if result.returncode != 0:
+            # The training CLI prints only safe messages; pass its last line on, not its data.
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1][:500]
+            raise SecurePipeError(f"training failed (exit {result.returncode}): {last}")
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        card = json.loads((out / "model_card.json").read_text())
+        model_file = next(p for p in out.iterdir() if p.name.endswith(".enc"))
+        key = f"{run.dataset}/models/{run.run_id}/{model_file.name}"
+        from securepipe.storage import atomic_write, sha256_file
+
+        with open(model_file, "rb") as src, atomic_write(run.path(key)) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        cards = run.state_dir / "runs" / run.run_id
+        cards.mkdir(parents=True, exist_ok=True)
+        for name in ("model_card.json", "model_card.md"):
+            if (out / name).exists():
+                shutil.copy(out / name, cards / name)
+        return {"model": {"key": key, "uri": run.uri(key), "sha256": sha256_file(model_file),
+                          "context": run.context("model"), "kms_key_arn": run.kms_key_id},
+                "card": card, "summary": summary}
+
+
+def _aws_env(run: RunSettings) -> dict[str, str]:
+    env = {"AWS_DEFAULT_REGION": run.aws.region}
+    if run.aws.kms_endpoint_url:
+        env["AWS_ENDPOINT_URL_KMS"] = run.aws.kms_endpoint_url
+    if run.aws.access_key_id and run.aws.secret_access_key:
+        env["AWS_ACCESS_KEY_ID"] = run.aws.access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = run.aws.secret_access_key
+    return env
+
+
+def privacy_gate(run: RunSettings, trained: dict) -> dict:
+    """Fail closed when ε spent exceeds the target or the membership-inference AUC is too high; record ε."""
+    from securepipe.training.ledger import PrivacyLedger
+
+    card = trained["card"]
+    problems = []
+    if card["epsilon"] > run.target_epsilon * 1.0001:
+        problems.append(f"epsilon spent {card['epsilon']:.3f} exceeds the target {run.target_epsilon}")
+    if card.get("mia_auc") is not None and card["mia_auc"] > run.max_mia_auc:
+        problems.append(f"membership-inference AUC {card['mia_auc']:.3f} exceeds {run.max_mia_auc}")
+    if problems:
+        _audit(run, "gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
+               idempotency_key=f"{run.run_id}:privacy_gate")
+        raise GateFailed("privacy gate: " + "; ".join(problems))
+    ledger = PrivacyLedger(ledger_path(run.state_dir))
+    budget = ledger.record(run.dataset, run.run_id, epsilon=card["epsilon"], delta=card["delta"])
+    return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": card.get("mia_auc"), "budget": budget}
+
+
+def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained: dict, verdict: dict) -> dict:
+    """Write the signed lineage manifest and append the run to the audit log."""
+    from securepipe.lineage.manifest import write_run_manifest
+
+    manifest = write_run_manifest(
+        run.state_dir,
+        run_id=run.run_id,
+        dag_id=run.dag_id,
+        trigger=run.trigger,
+        dataset=run.dataset,
+        input_uri=run.input_uri,
+        artifacts=[*shards, masked, trained["model"]],
+        pii_report=masked["report"],
+        policy_name=run.policy_name,
+        privacy=verdict,
+        model_card=trained["card"],
+        audit_log=audit_log_path(run.state_dir),
+    )
+    return manifest
+
+
+def cleanup(run: RunSettings) -> int:
+    """Remove the run's intermediate shards (ciphertext); the input and published outputs stay."""
+    prefix = run.path(f"{run.dataset}/runs/{run.run_id}")
+    if not prefix.exists():
+        return 0
+    removed = sum(1 for item in prefix.rglob("*") if item.is_file())
+    if isinstance(prefix, Path):
+        shutil.rmtree(prefix)
+    else:
+        prefix.fs.rm(prefix.path, recursive=True)
+    return removed
+
+
+def as_dict(run: RunSettings) -> dict:
+    data = asdict(run)
+    data["storage_root"] = str(run.storage_root)
+    data["state_dir"] = str(run.state_dir)
+    data.pop("aws")
+    return data

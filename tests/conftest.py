@@ -1,0 +1,58 @@
+"""Shared fixtures: a real KMS emulator (moto server on loopback) for the session."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# No test may reach the network: Presidio's tldextract would try to download a suffix list.
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+
+@pytest.fixture(scope="session")
+def kms_env():
+    """Start moto server, create the demo key, and point the standard AWS variables at it."""
+    from securepipe import kms_emulator
+
+    emulator = kms_emulator.start_emulator()
+    key_arn = kms_emulator.create_key(emulator.endpoint_url)
+    env = kms_emulator.client_env(emulator.endpoint_url, key_arn)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield SimpleNamespace(
+            endpoint_url=emulator.endpoint_url, key_arn=key_arn, alias=kms_emulator.DEMO_KEY_ALIAS, env=env
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    """A temp AIRFLOW_HOME with a migrated SQLite DB, set for this process and its children."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "dags"), str(REPO / "include")]),
+    }
+    os.environ.update(env)
+    sys.path.insert(0, str(REPO / "dags"))
+    from airflow.utils import db
+
+    db.initdb()
+    return SimpleNamespace(path=home, env={**os.environ, **env})
