@@ -39,8 +39,10 @@ lock: | $(UV)
 demo: setup
 	$(VENV)/bin/securepipe demo $(DEMO_ARGS)
 
+# Two suites: the Airflow environment's, then the training environment's (tests_train/).
 test: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV_TRAIN)/bin/python -m pytest tests_train $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)

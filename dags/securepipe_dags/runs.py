@@ -79,3 +79,19 @@ def settings_for(run: dict):
     from securepipe.pipeline import RunSettings
 
     return RunSettings.from_dict(run, storage_root=settings.storage_root(run["storage_uri"]), aws=settings.aws_settings())
+
+
+def erasure_settings(context):
+    from securepipe.erasure import ErasureSettings
+
+    run_id = _SAFE_RUN_ID.sub("_", context["run_id"])[:120]
+    return ErasureSettings(
+        erasure_run_id=run_id,
+        dataset=context["params"]["dataset"],
+        state_dir=settings.state_dir(),
+        kms_key_id=settings.kms_key_id(),
+        aws=settings.aws_settings(),
+        storage_root=settings.storage_root(),
+        landing_uri=settings.landing_uri(),
+        resolve_uri=lambda uri: Path(uri[7:]) if uri.startswith("file://") else settings.storage_root(uri),
+    )

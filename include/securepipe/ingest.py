@@ -15,9 +15,7 @@ spreadsheet, and the pipeline will not carry a formula there.
 """
 from __future__ import annotations
 
-import codecs
 import csv
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +86,7 @@ def read_all(path, *, required_columns=(), limits: ReadLimits = ReadLimits()) ->
 def _iter_csv(path, limits: ReadLimits) -> Iterator[pd.DataFrame]:
     name = _name(path)
     with open_read(path) as raw:
-        # utf-8-sig drops a byte-order mark; errors are raised per line below, with the line's row.
-        text = codecs.getreader("utf-8-sig")(raw, errors="strict")
-        lines = _checked_lines(text, name)
+        lines = _checked_lines(raw, name)
         csv.field_size_limit(limits.max_cell_bytes)
         reader = csv.reader(lines, strict=True)
         try:
@@ -131,20 +127,18 @@ def _iter_csv(path, limits: ReadLimits) -> Iterator[pd.DataFrame]:
             yield _frame(rows, header, start)
 
 
-def _checked_lines(text: io.TextIOBase, name: str) -> Iterator[str]:
-    """Yield decoded lines; name the physical line of bad bytes or NUL characters."""
-    line_number = 0
-    while True:
+def _checked_lines(raw, name: str) -> Iterator[str]:
+    """Decode line by line, so bad bytes or NUL characters are reported with their line (0 = header)."""
+    for line_number, line in enumerate(raw):
         try:
-            line = text.readline()
+            text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise InputError(name, "not valid UTF-8", row=max(line_number, 0)) from None
-        if not line:
-            return
-        if "\x00" in line:
+            raise InputError(name, "not valid UTF-8", row=line_number) from None
+        if line_number == 0:
+            text = text.removeprefix("\ufeff")  # a byte-order mark
+        if "\x00" in text:
             raise InputError(name, "contains a NUL byte", row=line_number)
-        yield line
-        line_number += 1
+        yield text
 
 
 def _check_header(header: list[str], name: str) -> None:

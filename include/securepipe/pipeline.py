@@ -96,15 +96,18 @@ def _load_frame(run: RunSettings, record: dict, kms=None):
     return pd.read_parquet(io.BytesIO(data))
 
 
+def audit_log(run: RunSettings):
+    """The run's audit log, signed under the evidence key (KMS-wrapped under the run's key)."""
+    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
+    from securepipe.audit.signing import KEY_FILE_NAME
+
+    return AuditLog(run.state_dir / LOG_FILE_NAME, key_path=run.state_dir / KEY_FILE_NAME,
+                    kms_key_id=run.kms_key_id, aws=run.aws)
+
+
 def _audit(run: RunSettings, event: str, payload: dict, idempotency_key: str | None = None) -> None:
-    from securepipe.audit.log import append_event
-
-    append_event(audit_log_path(run.state_dir), event, {"run_id": run.run_id, "dataset": run.dataset, **payload},
-                 idempotency_key=idempotency_key)
-
-
-def audit_log_path(state_dir: Path) -> Path:
-    return Path(state_dir) / "audit" / "audit.jsonl"
+    audit_log(run).append(event, {"run_id": run.run_id, "dataset": run.dataset, **payload},
+                          idempotency_key=idempotency_key)
 
 
 def ledger_path(state_dir: Path) -> Path:
@@ -171,7 +174,7 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
     """Join masked shards, enforce k-anonymity, re-scan for residual PII, publish the masked dataset."""
     import pandas as pd
 
-    from securepipe.pii import enforce_k_anonymity, merge_reports, residual_gate
+    from securepipe.pii import enforce_k_anonymity, merge_reports, residual_gate  # noqa: F401
 
     kms = _kms(run)
     policy = _policy(run)
@@ -181,7 +184,7 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
     try:
         gate_report = residual_gate(frame, policy)
     except GateFailed as exc:
-        _audit(run, "gate_failed", {"gate": "residual_pii", "reason": str(exc)},
+        _audit(run, "pipeline.gate_failed", {"gate": "residual_pii", "reason": str(exc)},
                idempotency_key=f"{run.run_id}:gate_failed")
         raise
     key = f"{run.dataset}/masked/{run.run_id}/dataset.parquet.enc"
@@ -204,7 +207,7 @@ def check_budget(run: RunSettings, masked: dict) -> dict:
     try:
         status = ledger.check(run.dataset, run.target_epsilon, run_id=run.run_id)
     except BudgetExceeded as exc:
-        _audit(run, "budget_refused", {"target_epsilon": run.target_epsilon, "reason": str(exc)},
+        _audit(run, "training.budget_refused", {"target_epsilon": run.target_epsilon, "reason": str(exc)},
                idempotency_key=f"{run.run_id}:budget_refused")
         raise
     return status
@@ -273,7 +276,7 @@ def privacy_gate(run: RunSettings, trained: dict) -> dict:
     if card.get("mia_auc") is not None and card["mia_auc"] > run.max_mia_auc:
         problems.append(f"membership-inference AUC {card['mia_auc']:.3f} exceeds {run.max_mia_auc}")
     if problems:
-        _audit(run, "gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
+        _audit(run, "pipeline.gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
                idempotency_key=f"{run.run_id}:privacy_gate")
         raise GateFailed("privacy gate: " + "; ".join(problems))
     ledger = PrivacyLedger(ledger_path(run.state_dir))
@@ -281,25 +284,57 @@ def privacy_gate(run: RunSettings, trained: dict) -> dict:
     return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": card.get("mia_auc"), "budget": budget}
 
 
-def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained: dict, verdict: dict) -> dict:
-    """Write the signed lineage manifest and append the run to the audit log."""
-    from securepipe.lineage.manifest import write_run_manifest
+def _artifact(record: dict, *, name: str, kind: str, role: str = "output") -> dict:
+    from securepipe.lineage.manifest import artifact_record
 
-    manifest = write_run_manifest(
-        run.state_dir,
-        run_id=run.run_id,
+    return artifact_record(record["uri"], name=name, kind=kind, role=role, kms_key_arn=record.get("kms_key_arn"),
+                           encryption_context=record.get("context"), sha256=record["sha256"])
+
+
+def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained: dict, verdict: dict) -> dict:
+    """Write the signed lineage manifest (it records the audit head) and its audit entry; return a summary."""
+    from securepipe.lineage.manifest import build_manifest, write_manifest
+    from securepipe.storage import sha256_file
+
+    card = trained["card"]
+    artifacts = [
+        _artifact({"uri": run.input_uri, "sha256": sha256_file(_input_path(run)), "kms_key_arn": None},
+                  name="raw-input", kind="raw", role="input"),
+        *[_artifact(s, name=f"raw-shard-{int(s['index']):05d}", kind="raw_shard") for s in shards],
+        _artifact(masked, name="masked-dataset", kind="masked"),
+        _artifact(trained["model"], name="model", kind="model"),
+    ]
+    pii = masked["report"]["pii"]
+    pii_counts = {
+        column: ({entry["entity"]: entry.get("cells_masked", entry.get("cells_with_pii", 0))}
+                 if "spans" not in entry else dict(entry["spans"]))
+        for column, entry in pii.get("columns", {}).items() if entry.get("operator") != "keep"
+    }
+    metric_names = ("accuracy", "auc", "ece", "brier", "mia_auc", "nonprivate_accuracy", "nonprivate_mia_auc")
+    manifest = build_manifest(
         dag_id=run.dag_id,
-        trigger=run.trigger,
-        dataset=run.dataset,
-        input_uri=run.input_uri,
-        artifacts=[*shards, masked, trained["model"]],
-        pii_report=masked["report"],
-        policy_name=run.policy_name,
-        privacy=verdict,
-        model_card=trained["card"],
-        audit_log=audit_log_path(run.state_dir),
+        run_id=run.run_id,
+        trigger={**run.trigger, "airflow_run_id": run.airflow_run_id},
+        artifacts=artifacts,
+        pii_report=pii_counts,
+        masking_policy_hash=masked["report"].get("policy_sha256"),
+        privacy={"dataset": run.dataset, "epsilon": verdict["epsilon"], "delta": verdict["delta"],
+                 "target_epsilon": run.target_epsilon, "budget": verdict["budget"],
+                 "noise_multiplier": card.get("noise_multiplier"), "accountant": card.get("accountant"),
+                 "statement": card.get("privacy_statement")},
+        model={"uri": trained["model"]["uri"], "sha256": trained["model"]["sha256"],
+               "metrics": {k: card[k] for k in metric_names if isinstance(card.get(k), (int, float))},
+               "device": card.get("device")},
+        extra={"dataset": run.dataset, "rows_in": sum(int(s["rows"]) for s in shards),
+               "rows_out": masked["rows"], "kms_key_id": run.kms_key_id, "k_anonymity": masked["report"]["k_anonymity"],
+               "masking_policy": run.policy_name},
     )
-    return manifest
+    written = write_manifest(manifest, manifests_dir=run.state_dir / "manifests", audit_log=audit_log(run))
+    return {**written.as_dict(), "run_id": run.run_id, "rows_in": manifest["rows_in"], "rows_out": masked["rows"],
+            "pii_report": pii_counts, "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
+            "model": manifest["model"], "kms_key_id": run.kms_key_id,
+            "outputs": {"masked-dataset": masked["uri"], "model": trained["model"]["uri"]},
+            "audit_log": str(audit_log(run).path)}
 
 
 def cleanup(run: RunSettings) -> int:

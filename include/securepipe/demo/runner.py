@@ -26,12 +26,9 @@ def _home(args) -> Path:
 
 def embedded_env(home: Path, emulator_url: str, key_id: str) -> dict[str, str]:
     """Connections and variables as environment entries: nothing secret is stored in the metadata DB."""
-    connection = {
-        "conn_type": "aws",
-        "login": kms_emulator.DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "password": kms_emulator.DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "extra": {"endpoint_url": emulator_url, "region_name": "us-east-1"},
-    }
+    # No credentials in the connection: the emulator's dummy ones come from the standard AWS
+    # variables, as real ones would come from an instance role.
+    connection = {"conn_type": "aws", "extra": {"endpoint_url": emulator_url, "region_name": "us-east-1"}}
     return {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
         "AIRFLOW_VAR_SECUREPIPE_KMS_KEY_ID": key_id,

@@ -1,4 +1,4 @@
-"""The human summary `make demo` prints, built from the run's lineage manifest (no values, only counts)."""
+"""The human summary `make demo` prints, from publish_lineage's result (counts and hashes, no values)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,43 +8,42 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def render_summary(manifest: dict, *, tasks: dict, home: Path, seconds: float) -> str:
-    privacy = manifest.get("privacy", {})
-    card = manifest.get("model", {}).get("card", manifest.get("model_card", {}))
-    pii = manifest.get("pii_report", {}).get("pii", {})
+def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) -> str:
+    privacy = published.get("privacy") or {}
+    budget = privacy.get("budget") or {}
+    model = published.get("model") or {}
+    metrics = model.get("metrics", {})
+    kanon = published.get("k_anonymity") or {}
     lines = [
         "",
         "securepipe demo: secure_training finished",
-        f"  run id            {manifest.get('run_id')}",
-        f"  rows in           {manifest.get('rows_in', '?')}",
-        f"  tasks             {sum(1 for s in tasks.values() if s == 'success')} succeeded of {len(tasks)}",
-        "  PII found and masked, per column and entity type:",
+        f"  run id              {published.get('run_id')}",
+        f"  rows in / out       {published.get('rows_in')} / {published.get('rows_out')}",
+        f"  tasks               {sum(1 for s in tasks.values() if s == 'success')} of {len(tasks)} succeeded",
+        "  PII found and masked (column: entity type count):",
     ]
-    for column, counts in sorted(pii.get("columns", {}).items()):
-        detail = ", ".join(f"{etype} {n}" for etype, n in sorted(counts.items()))
-        lines.append(f"    {column:<16} {detail}")
-    for etype, n in sorted(pii.get("text_entities", {}).items()):
-        lines.append(f"    (free text)      {etype} {n}")
-    kanon = manifest.get("pii_report", {}).get("k_anonymity", {})
+    for column, counts in sorted(published.get("pii_report", {}).items()):
+        detail = ", ".join(f"{entity} {n}" for entity, n in sorted(counts.items()))
+        lines.append(f"    {column:<18} {detail}")
     if kanon:
-        lines.append(f"  k-anonymity       k={kanon.get('k')} (suppressed rows: {kanon.get('suppressed_rows', 0)})")
+        lines.append(f"  k-anonymity         {', '.join(f'{k}={v}' for k, v in sorted(kanon.items()) if not isinstance(v, (dict, list)))}")
     lines += [
-        f"  KMS key           {manifest.get('kms_key_id')}",
-        f"  privacy           epsilon {_fmt(privacy.get('epsilon'))}, delta {privacy.get('delta')}, "
-        f"budget left {_fmt(privacy.get('budget', {}).get('remaining'))}",
-        f"  model             accuracy {_fmt(card.get('accuracy'))}, AUC {_fmt(card.get('auc'))}, "
-        f"membership-inference AUC {_fmt(card.get('mia_auc'))}, device {card.get('device')}",
-        "  outputs (encrypted):",
+        f"  KMS key             {published.get('kms_key_id')}",
+        f"  privacy spent       epsilon {_fmt(privacy.get('epsilon'))} (target {privacy.get('target_epsilon')}), "
+        f"delta {privacy.get('delta')}, accountant {privacy.get('accountant')}",
+        f"  budget              {', '.join(f'{k} {_fmt(v)}' for k, v in sorted(budget.items()) if isinstance(v, (int, float)))}",
+        f"  model               {', '.join(f'{k} {_fmt(v)}' for k, v in sorted(metrics.items()))}; device {model.get('device')}",
+        "  encrypted outputs:",
     ]
-    for artifact in manifest.get("artifacts", []):
-        if artifact.get("purpose") in ("masked-dataset", "model"):
-            lines.append(f"    {artifact['purpose']:<15} {artifact['uri']}  sha256 {artifact['sha256'][:16]}…")
+    for name, uri in sorted(published.get("outputs", {}).items()):
+        lines.append(f"    {name:<18} {uri}")
     lines += [
-        f"  lineage manifest  {manifest.get('manifest_path')}",
-        f"  audit log         {manifest.get('audit_log')}",
-        f"  OpenLineage       {home / 'openlineage' / 'events.jsonl'}",
-        f"  wall time         {seconds:.0f} s",
-        "  web UI            make up   (or: make demo DEMO_ARGS=--keep-running), then open the printed URL",
+        f"  lineage manifest    {published.get('path')}  (securepipe lineage show {published.get('run_id')})",
+        f"  audit log           {published.get('audit_log')}  (securepipe audit verify --log ...)",
+        f"  OpenLineage events  {home / 'openlineage' / 'events.jsonl'}",
+        f"  wall time           {seconds:.0f} s",
+        "  web UI              make up  (or make demo DEMO_ARGS=--keep-running), log in as admin with the",
+        f"                      password in {home / 'passwords.json'}",
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Gather what the compliance checks need from this Airflow deployment, inside a task."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from airflow.configuration import conf
+from airflow.sdk import get_current_context
+
+from securepipe_dags import settings
+
+
+def _metadata_db_url() -> str:
+    return settings.variable("securepipe_metadata_db_url", conf.get("database", "sql_alchemy_conn"))
+
+
+def _connections(db_url: str) -> list[dict]:
+    """Connections from the metadata DB and the environment: flags and key names only, never values."""
+    import sqlalchemy as sa
+
+    found = []
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(sa.text(
+                "SELECT conn_id, password, is_encrypted, extra, is_extra_encrypted FROM connection")).fetchall()
+    finally:
+        engine.dispose()
+    for conn_id, password, is_encrypted, extra, extra_encrypted in rows:
+        keys = []
+        if extra and not extra_encrypted:
+            try:
+                keys = sorted(json.loads(extra))
+            except ValueError:
+                keys = ["<unparseable>"]
+        found.append({"conn_id": conn_id, "source": "db", "has_password": bool(password),
+                      "password_encrypted": bool(is_encrypted), "extra_keys": keys,
+                      "extra_encrypted": bool(extra_encrypted)})
+    for name, value in os.environ.items():
+        if not name.startswith("AIRFLOW_CONN_"):
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:  # URI form: a password sits between ':' and '@' of the authority
+            authority = value.split("://", 1)[-1].split("/", 1)[0]
+            parsed = {"password": "x"} if "@" in authority and ":" in authority.split("@", 1)[0] else {}
+        extra = parsed.get("extra") or {}
+        found.append({"conn_id": name[len("AIRFLOW_CONN_"):].lower(), "source": "env",
+                      "has_password": bool(parsed.get("password")), "password_encrypted": False,
+                      "extra_keys": sorted(extra) if isinstance(extra, dict) else [], "extra_encrypted": False})
+    return found
+
+
+def _users() -> list[dict]:
+    spec = conf.get("core", "simple_auth_manager_users", fallback="")
+    return [{"username": item.split(":")[0], "roles": [item.split(":")[1].lower()]}
+            for item in spec.split(",") if ":" in item]
+
+
+def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
+    import re
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(sa.text(
+                "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")).fetchall()
+    finally:
+        engine.dispose()
+    # The pipeline records runs under a path-safe run id (see securepipe_dags.runs).
+    return [(dag_id, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:120]) for dag_id, run_id in rows]
+
+
+def _retention() -> list:
+    from securepipe.audit.checks import RetentionPolicy
+
+    spec = json.loads(settings.variable(
+        "securepipe_retention", json.dumps([{"pattern": "*/masked/*", "max_age_days": 365, "action": "flag"},
+                                            {"pattern": "*/runs/*", "max_age_days": 2, "action": "delete"}])))
+    return [RetentionPolicy(**item) for item in spec]
+
+
+def audit_settings(params: dict):
+    from securepipe.compliance import AuditSettings
+
+    context = get_current_context()
+    db_url = _metadata_db_url()
+    storage = settings.storage_uri()
+    return AuditSettings(
+        audit_run_id=context["run_id"],
+        state_dir=settings.state_dir(),
+        kms_key_id=settings.kms_key_id(),
+        aws=settings.aws_settings(),
+        storage_root=Path(storage[len("file://"):]) if storage.startswith("file://") else None,
+        landing_uri=settings.landing_uri(),
+        log_dir=Path(conf.get("logging", "base_log_folder")),
+        metadata_db_url=db_url,
+        sample_rows=int(params.get("sample_rows", 2000)),
+        retention=_retention(),
+        budget_limits=json.loads(settings.variable("securepipe_budget_limits", "{}")),
+        users=_users(),
+        connections=_connections(db_url),
+        finished_runs=_finished_training_runs(db_url),
+        resolve_uri=lambda uri: settings.storage_root(uri) if not uri.startswith("file://") else Path(uri[7:]),
+    )

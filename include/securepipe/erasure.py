@@ -1,0 +1,174 @@
+"""Erasure requests (right to be forgotten): remove one data subject from what the pipeline keeps.
+
+The subject is found through its keyed pseudonym (HMAC-SHA256 under the
+KMS-wrapped pseudonymization secret), so the request's identifier is compared in
+pseudonymized form only and never written anywhere: the audit log records the
+pseudonym token, which is what the masked data holds anyway.
+
+What changes: every stored masked dataset version of the dataset that holds the
+subject is rewritten without the subject's rows as a new version (new fresh data
+key, new encryption context naming the erasure run), and the old version is
+deleted; the landing input is rewritten without the subject's rows (atomically)
+so a retrain cannot bring them back. What does not change: the privacy ledger.
+ε already spent was spent on everyone in the data; removing one subject does not
+give the others their privacy back, so no budget is reset (the erasure is recorded
+and models trained on the data are marked for retraining instead).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from securepipe.config import AwsSettings
+from securepipe.errors import InputError
+
+
+@dataclass
+class ErasureSettings:
+    erasure_run_id: str
+    dataset: str
+    state_dir: Path
+    kms_key_id: str
+    aws: AwsSettings
+    storage_root: object  # Path or ObjectStoragePath
+    landing_uri: str | None = None
+    subject_column: str = "patient_id"
+    resolve_uri: Callable[[str], object] | None = None
+
+    def open_uri(self, uri: str):
+        if self.resolve_uri is not None:
+            return self.resolve_uri(uri)
+        return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+
+
+def subject_token(settings: ErasureSettings, subject_id: str, entity: str) -> str:
+    from securepipe.crypto.secrets import pseudonym_secret
+    from securepipe.pii.operators import pseudonym_token
+
+    return pseudonym_token(subject_id, entity, pseudonym_secret(settings.state_dir, settings.kms_key_id, settings.aws))
+
+
+def _masked_versions(settings: ErasureSettings) -> list[tuple[dict, dict]]:
+    """(manifest, masked artifact) for every masked version of the dataset still in storage."""
+    from securepipe.lineage.manifest import load_manifests
+
+    found = []
+    for _, manifest in load_manifests(settings.state_dir / "manifests"):
+        if not manifest or manifest.get("dataset", settings.dataset) != settings.dataset:
+            continue
+        for artifact in manifest.get("artifacts", []):
+            if artifact.get("kind") == "masked" and settings.open_uri(artifact["uri"]).exists():
+                found.append((manifest, artifact))
+    return found
+
+
+def _subject_entity(manifest: dict, column: str) -> str:
+    counts = manifest.get("pii_report", {}).get(column)
+    if not counts:
+        raise InputError(column, "the subject column was not pseudonymized in this dataset version")
+    return next(iter(counts))
+
+
+def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
+    """Rewrite every affected masked version and the landing input without the subject; return counts only."""
+    import pandas as pd
+
+    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
+    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.crypto import decrypt_to_bytes, encrypt_bytes
+    from securepipe.lineage.manifest import artifact_record, build_manifest, write_manifest
+
+    if not subject_id or len(subject_id) > 256:
+        raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
+    audit = AuditLog(settings.state_dir / LOG_FILE_NAME, key_path=settings.state_dir / KEY_FILE_NAME,
+                     kms_key_id=settings.kms_key_id, aws=settings.aws)
+    tokens, rewritten, rows_removed, artifacts = set(), [], 0, []
+    for manifest, artifact in _masked_versions(settings):
+        token = subject_token(settings, subject_id, _subject_entity(manifest, settings.subject_column))
+        tokens.add(token)
+        source = settings.open_uri(artifact["uri"])
+        frame = pd.read_parquet(io.BytesIO(decrypt_to_bytes(source, expected_context=artifact["encryption_context"])))
+        keep = frame[settings.subject_column].astype(str) != token
+        if keep.all():
+            continue
+        buffer = io.BytesIO()
+        frame[keep].to_parquet(buffer, index=False)
+        key = f"{settings.dataset}/masked/{settings.erasure_run_id}/{manifest['run_id']}.parquet.enc"
+        context = {"dataset": settings.dataset, "run_id": settings.erasure_run_id, "purpose": "masked-dataset"}
+        info = encrypt_bytes(buffer.getvalue(), settings.storage_root / key, key_id=settings.kms_key_id,
+                             context=context)
+        target = str(settings.storage_root / key)
+        artifacts += [
+            artifact_record(artifact["uri"], name=f"erased-from-{manifest['run_id']}", kind="masked", role="input",
+                            kms_key_arn=artifact.get("kms_key_arn"),
+                            encryption_context=artifact["encryption_context"], sha256=artifact["sha256"]),
+            artifact_record(target, name=f"masked-without-subject-{manifest['run_id']}", kind="masked",
+                            kms_key_arn=info["kms_key_id"], encryption_context=context, sha256=info["sha256"]),
+        ]
+        source.unlink()
+        rewritten.append(manifest["run_id"])
+        rows_removed += int((~keep).sum())
+    landing_rows = _erase_from_landing(settings, subject_id)
+    if artifacts:
+        write_manifest(
+            build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger={"kind": "erasure"},
+                           artifacts=artifacts, pii_report={},
+                           extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens)}),
+            manifests_dir=settings.state_dir / "manifests", audit_log=audit,
+        )
+    outcome = {"dataset": settings.dataset, "versions_rewritten": len(rewritten), "rows_removed": rows_removed,
+               "landing_rows_removed": landing_rows, "subject_tokens": sorted(tokens)}
+    audit.append("erasure.completed", {"run_id": settings.erasure_run_id, **outcome},
+                 idempotency_key=f"erasure:{settings.erasure_run_id}")
+    return outcome
+
+
+def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> int:
+    """Rewrite the landing CSV/Parquet without the subject's rows (compared after normalizing)."""
+    from securepipe.ingest import input_format, iter_frames
+    from securepipe.storage import atomic_write
+
+    if not settings.landing_uri:
+        return 0
+    path = settings.open_uri(settings.landing_uri)
+    if not path.exists():
+        return 0
+    wanted = " ".join(subject_id.split()).casefold()
+    import pandas as pd
+
+    frames = list(iter_frames(path, required_columns=[settings.subject_column]))
+    frame = pd.concat(frames)
+    keep = frame[settings.subject_column].astype(str).map(lambda v: " ".join(v.split()).casefold()) != wanted
+    removed = int((~keep).sum())
+    if removed:
+        with atomic_write(path) as handle:
+            if input_format(path) == "csv":
+                frame[keep].to_csv(handle, index=False)
+            else:
+                frame[keep].to_parquet(handle, index=False)
+    return removed
+
+
+def erasures_honored(settings: ErasureSettings) -> dict:
+    """Compliance check: no stored masked version holds a subject erased earlier (by pseudonym token)."""
+    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
+    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.crypto import decrypt_to_bytes
+
+    import pandas as pd
+
+    audit = AuditLog(settings.state_dir / LOG_FILE_NAME, key_path=settings.state_dir / KEY_FILE_NAME)
+    erased = {t for e in audit.entries() if e.get("event") == "erasure.completed"
+              for t in e["payload"].get("subject_tokens", [])}
+    offending = []
+    for manifest, artifact in _masked_versions(settings) if erased else []:
+        frame = pd.read_parquet(io.BytesIO(decrypt_to_bytes(settings.open_uri(artifact["uri"]),
+                                                            expected_context=artifact["encryption_context"])),
+                                columns=[settings.subject_column])
+        hits = int(frame[settings.subject_column].astype(str).isin(erased).sum())
+        if hits:
+            offending.append({"run_id": manifest["run_id"], "rows": hits})
+    return {"check": "erasures_honored", "ok": not offending,
+            "details": {"erased_subjects": len(erased), "versions_with_erased_subjects": offending}}
