@@ -47,5 +47,7 @@ test: setup
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)
 
+# bandit (no high findings), pip-audit of both lock files (NOT AUDITED is said loudly, never a pass),
+# a CycloneDX SBOM of each environment; outputs under build/security/.
 security: setup
-	$(VENV)/bin/securepipe-security
+	$(VENV)/bin/python -m securepipe.supply_chain
