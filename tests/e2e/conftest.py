@@ -20,6 +20,8 @@ from securepipe import kms_emulator
 from securepipe.demo.runner import embedded_env
 from securepipe.demo.stack import AirflowStack, StackConfig
 
+from .tcp_fault_proxy import FaultProxy
+
 PG = ("127.0.0.1", 5432)
 
 
@@ -69,6 +71,11 @@ def postgres_db():
     _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def start_worker(stack: AirflowStack) -> None:
+    """The celery worker serving both queues (one host here; compose splits cpu and gpu workers)."""
+    stack.start_celery_worker("default", "default,gpu", log_server_port=kms_emulator.free_port(), concurrency=2)
+
+
 @pytest.fixture(scope="session")
 def celery_stack(tmp_path_factory, postgres_db, redis_url):
     """The production path, for real; yields (stack, settings namespace)."""
@@ -82,8 +89,13 @@ def celery_stack(tmp_path_factory, postgres_db, redis_url):
         boto3.client("s3", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
                      **{k.lower(): v for k, v in kms_emulator.DUMMY_CREDENTIALS.items()}).create_bucket(
             Bucket="securepipe-test")
-        extra = embedded_env(home, emulator.endpoint_url, kms_emulator.DEMO_KEY_ALIAS)
+        # Every AWS call of the stack goes through a proxy the fault tests can break.
+        proxy = FaultProxy("127.0.0.1", int(emulator.endpoint_url.rsplit(":", 1)[1]))
+        extra = embedded_env(home, proxy.url, kms_emulator.DEMO_KEY_ALIAS)
         extra["AIRFLOW_VAR_SECUREPIPE_STORAGE_URI"] = "s3://securepipe-test/storage"
+        # A killed worker's task is noticed in seconds, not the default five minutes.
+        extra["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "20"
+        extra["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"] = "5"
         config = StackConfig(
             home=home,
             api_port=kms_emulator.free_port(),
@@ -98,7 +110,8 @@ def celery_stack(tmp_path_factory, postgres_db, redis_url):
         stack.migrate()
         stack.run_cli("pools", "set", "gpu", "1", "GPU slots")
         stack.start_core()
-        stack.start_celery_worker("default", "default,gpu", log_server_port=kms_emulator.free_port(), concurrency=2)
+        start_worker(stack)
+        stack.fault_proxy = proxy
         yield stack, emulator
     finally:
         if stack is not None:

@@ -220,13 +220,25 @@ class AirflowStack:
                 raise TimeoutError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s")
             time.sleep(2)
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
+            "task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        reply = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
         states: dict[str, str] = {}
-        for ti in reply["task_instances"]:
+        for ti in self.task_instances(dag_id, run_id):
             key = ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
             states[key] = ti["state"]
         return states
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component and everything it started (a crash, not a shutdown)."""
+        process = self.processes.pop(name)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
     def stop(self) -> None:
         # Workers first, so nothing picks up new work while the scheduler goes down.
