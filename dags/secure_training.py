@@ -30,6 +30,7 @@ from airflow.sdk import (
     dag,
     get_current_context,
     task,
+    teardown,
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
@@ -132,7 +133,7 @@ def secure_training():
 
         return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
 
-    @task(trigger_rule="all_done", retries=3)
+    @teardown(retries=3)
     def cleanup(run: dict) -> int:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for

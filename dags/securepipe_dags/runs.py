@@ -7,6 +7,7 @@ ever passes through XCom.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def prepare(context) -> dict:
         "max_mia_auc": float(params["max_mia_auc"]),
         "nonprivate_baseline": bool(params["nonprivate_baseline"]),
         "train_cli": settings.train_cli(),
+        "budgets": json.loads(settings.variable("securepipe_privacy_budgets", "{}")),
         "trigger": _trigger(context),
     }
 

@@ -64,8 +64,7 @@ class AuditSettings:
 
     @property
     def ledger_path(self) -> Path:
-        return self.state_dir / "privacy-budget.json"
-
+        return self.state_dir
     def audit_log(self):
         from securepipe.audit.log import LOG_FILE_NAME, AuditLog
         from securepipe.audit.signing import KEY_FILE_NAME
@@ -132,7 +131,7 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
         return {"key_id": settings.kms_key_id, "aws": settings.aws}
     if name == "audit_chain":
         return {"log_path": settings.state_dir / LOG_FILE_NAME, "manifests_dir": settings.manifests_dir,
-                "key_path": settings.state_dir / KEY_FILE_NAME}
+                "key_path": settings.state_dir / KEY_FILE_NAME, "aws": settings.aws}
     if name == "privacy_budgets":
         return {"ledger_path": settings.ledger_path, "limits": settings.budget_limits or None}
     if name == "lineage_complete":

@@ -49,6 +49,7 @@ class RunSettings:
     nonprivate_baseline: bool = False
     train_cli: str = ""
     trigger: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=dict)
     dag_id: str = "secure_training"
     airflow_run_id: str = ""
 
@@ -110,10 +111,6 @@ def _audit(run: RunSettings, event: str, payload: dict, idempotency_key: str | N
                           idempotency_key=idempotency_key)
 
 
-def ledger_path(state_dir: Path) -> Path:
-    return Path(state_dir) / "privacy-budget.json"
-
-
 def _policy(run: RunSettings):
     from securepipe.pii import load_policy
 
@@ -157,60 +154,123 @@ def _input_path(run: RunSettings):
     return Path(uri)
 
 
+# Inside a task, parallelism comes from mapped tasks: a process pool in a task process would
+# re-import Airflow without its DB settings (Airflow 3 task processes have none).
+IN_TASK_WORKERS = 1
+
+
 def mask_shard(run: RunSettings, shard: dict) -> dict:
-    """Detect and mask PII in one shard, in memory; store the masked shard encrypted."""
+    """Detect and mask PII in one shard in memory, re-scan the result, store it encrypted."""
     from securepipe.pii import mask_frame
+    from securepipe.pii.gate import scan_frame
 
     kms = _kms(run)
+    policy = _policy(run)
     frame = _load_frame(run, shard, kms)
-    masked, report = mask_frame(frame, _policy(run), _secret(run))
+    masked, report = mask_frame(frame, policy, _secret(run), workers=IN_TASK_WORKERS)
+    free_text = [c for c, entry in report["columns"].items() if entry["entity"] == "FREE_TEXT"]
+    residual = scan_frame(masked, policy, free_text_columns=free_text, workers=IN_TASK_WORKERS)
     key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
     record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
-    record.update(index=shard["index"], report=report)
+    record.update(index=shard["index"], report=report, residual_scan=residual)
     return record
 
 
+def merge_mask_reports(reports: list[dict]) -> dict:
+    """Per-column totals over shards: entity, operator and counts (never values)."""
+    total: dict = {"rows": 0, "columns": {}}
+    for part in reports:
+        total["rows"] += part["rows"]
+        for column, entry in part["columns"].items():
+            into = total["columns"].setdefault(
+                column, {k: v for k, v in entry.items() if k not in ("cells_masked", "cells_with_pii", "spans")})
+            for key in ("cells_masked", "cells_with_pii"):
+                if key in entry:
+                    into[key] = into.get(key, 0) + entry[key]
+            for entity, count in entry.get("spans", {}).items():
+                into.setdefault("spans", {})[entity] = into.setdefault("spans", {}).get(entity, 0) + count
+    return total
+
+
 def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
-    """Join masked shards, enforce k-anonymity, re-scan for residual PII, publish the masked dataset."""
+    """Decide the residual-PII gate over all shards, join them, enforce k-anonymity, publish encrypted."""
     import pandas as pd
 
-    from securepipe.pii import enforce_k_anonymity, merge_reports, residual_gate  # noqa: F401
+    from securepipe.pii import enforce_k_anonymity
+    from securepipe.pii.gate import decide, merge_scans
 
     kms = _kms(run)
     policy = _policy(run)
     ordered = sorted(masked_shards, key=lambda s: s["index"])
-    frame = pd.concat([_load_frame(run, s, kms) for s in ordered], ignore_index=True)
-    frame, k_report = enforce_k_anonymity(frame, policy)
+    scan = None
+    for shard in ordered:
+        scan = merge_scans(scan, shard["residual_scan"])
     try:
-        gate_report = residual_gate(frame, policy)
+        gate_report = decide(scan, policy)
     except GateFailed as exc:
         _audit(run, "pipeline.gate_failed", {"gate": "residual_pii", "reason": str(exc)},
                idempotency_key=f"{run.run_id}:gate_failed")
         raise
+    frame = pd.concat([_load_frame(run, s, kms) for s in ordered], ignore_index=True)
+    # Generalizing quasi-identifiers only coarsens already-masked values: the gate's verdict stands.
+    frame, k_report = enforce_k_anonymity(frame, policy)
     key = f"{run.dataset}/masked/{run.run_id}/dataset.parquet.enc"
     record = _store_frame(run, frame, key, run.context("masked-dataset"), kms)
     record["report"] = {
-        "pii": merge_reports([s["report"] for s in ordered]),
+        "pii": merge_mask_reports([s["report"] for s in ordered]),
         "k_anonymity": k_report,
-        "residual": gate_report,
+        "residual": {k: v for k, v in gate_report.items() if k != "columns"},
         "policy": run.policy_name,
+        "policy_sha256": policy_sha256(run),
     }
     return record
 
 
-def check_budget(run: RunSettings, masked: dict) -> dict:
-    """Refuse before training when the target ε would exceed the dataset's budget."""
-    from securepipe.errors import BudgetExceeded
+def policy_sha256(run: RunSettings) -> str:
+    """The hash of the masking policy file in force (the package default when none is named)."""
+    import hashlib
+
+    from securepipe.pii import policy as policy_module
+
+    path = Path(run.policy_path) if run.policy_path else Path(policy_module.__file__).with_name("default_policy.yaml")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+DEFAULT_BUDGET = {"epsilon": 10.0, "delta": 1e-4}
+
+
+def _ledger(run: RunSettings):
     from securepipe.training.ledger import PrivacyLedger
 
-    ledger = PrivacyLedger(ledger_path(run.state_dir))
+    return PrivacyLedger(run.state_dir)
+
+
+def check_budget(run: RunSettings, masked: dict) -> dict:
+    """Charge the run's target ε to the dataset's budget before training; refuse (fail closed) when it does not fit.
+
+    The ledger needs a budget per dataset; it comes from configuration (`budgets`, the variable
+    securepipe_privacy_budgets), "*" being the default. Charging the same run again replaces its
+    entry, so a retried task never double counts.
+    """
+    from securepipe.errors import BudgetExceeded
+
+    ledger = _ledger(run)
+    configured = run.budgets.get(run.dataset) or run.budgets.get("*") or DEFAULT_BUDGET
+    if ledger.status(run.dataset)["budget_epsilon"] is None:
+        ledger.set_budget(run.dataset, configured["epsilon"], configured["delta"])
+        _audit(run, "privacy.budget_set", {"epsilon": configured["epsilon"], "delta": configured["delta"]},
+               idempotency_key=f"budget_set:{run.dataset}")
     try:
-        status = ledger.check(run.dataset, run.target_epsilon, run_id=run.run_id)
+        return ledger.charge(run.dataset, _version(masked), run.run_id, run.target_epsilon, run.delta)
     except BudgetExceeded as exc:
         _audit(run, "training.budget_refused", {"target_epsilon": run.target_epsilon, "reason": str(exc)},
                idempotency_key=f"{run.run_id}:budget_refused")
         raise
-    return status
+
+
+def _version(masked: dict) -> str:
+    """A dataset version is named by the content hash of its masked ciphertext."""
+    return f"sha256-{masked['sha256'][:16]}"
 
 
 def train(run: RunSettings, masked: dict) -> dict:
@@ -250,7 +310,7 @@ def train(run: RunSettings, masked: dict) -> dict:
         for name in ("model_card.json", "model_card.md"):
             if (out / name).exists():
                 shutil.copy(out / name, cards / name)
-        return {"model": {"key": key, "uri": run.uri(key), "sha256": sha256_file(model_file),
+        return {"version": _version(masked), "model": {"key": key, "uri": run.uri(key), "sha256": sha256_file(model_file),
                           "context": run.context("model"), "kms_key_arn": run.kms_key_id},
                 "card": card, "summary": summary}
 
@@ -267,8 +327,6 @@ def _aws_env(run: RunSettings) -> dict[str, str]:
 
 def privacy_gate(run: RunSettings, trained: dict) -> dict:
     """Fail closed when ε spent exceeds the target or the membership-inference AUC is too high; record ε."""
-    from securepipe.training.ledger import PrivacyLedger
-
     card = trained["card"]
     problems = []
     if card["epsilon"] > run.target_epsilon * 1.0001:
@@ -279,8 +337,8 @@ def privacy_gate(run: RunSettings, trained: dict) -> dict:
         _audit(run, "pipeline.gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
                idempotency_key=f"{run.run_id}:privacy_gate")
         raise GateFailed("privacy gate: " + "; ".join(problems))
-    ledger = PrivacyLedger(ledger_path(run.state_dir))
-    budget = ledger.record(run.dataset, run.run_id, epsilon=card["epsilon"], delta=card["delta"])
+    # Re-charge with what the accountant says was spent (never more than the target checked above).
+    budget = _ledger(run).charge(run.dataset, trained["version"], run.run_id, card["epsilon"], card["delta"])
     return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": card.get("mia_auc"), "budget": budget}
 
 

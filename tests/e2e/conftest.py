@@ -93,6 +93,7 @@ def celery_stack(tmp_path_factory, postgres_db, redis_url):
         proxy = FaultProxy("127.0.0.1", int(emulator.endpoint_url.rsplit(":", 1)[1]))
         extra = embedded_env(home, proxy.url, kms_emulator.DEMO_KEY_ALIAS)
         extra["AIRFLOW_VAR_SECUREPIPE_STORAGE_URI"] = "s3://securepipe-test/storage"
+        extra["AIRFLOW_VAR_SECUREPIPE_PRIVACY_BUDGETS"] = '{"*": {"epsilon": 200, "delta": 0.001}}'
         # A killed worker's task is noticed in seconds, not the default five minutes.
         extra["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "20"
         extra["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"] = "5"

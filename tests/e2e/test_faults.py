@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import time
 
 import boto3
@@ -58,13 +59,16 @@ def _is_ciphertext_head(head: bytes, is_ciphertext) -> bool:
 
 
 def _no_duplicates(stack, run_id: str) -> None:
+    """One manifest entry and one ledger charge for the run, however often its tasks ran."""
     state = stack.config.home / "securepipe-state"
-    safe = run_id.replace(":", "_").replace("+", "_")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:120]
     events = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
     keys = [e["idempotency_key"] for e in events if e.get("idempotency_key")]
     assert not [k for k, n in collections.Counter(keys).items() if n > 1], "duplicate audit entries"
-    ledger = (state / "privacy-budget.json").read_text()
-    assert ledger.count(safe) <= 1 or json.loads(ledger), "ledger unreadable"
+    written = [e for e in events if e["event"] == "lineage.manifest_written" and e["payload"]["run_id"] == safe]
+    assert len(written) == 1, f"{len(written)} manifests recorded for one run"
+    ledger = json.loads((state / "privacy-budget" / "patients.json").read_text())
+    assert safe in ledger["runs"]
 
 
 def _trigger(stack, landing, rows_per_shard=500) -> str:

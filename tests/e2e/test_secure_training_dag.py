@@ -70,5 +70,6 @@ def test_model_trained_and_epsilon_recorded(dag_run):
     card = json.loads(cards[0].read_text())
     assert 0 < card["epsilon"] <= 3.0
     assert card["accuracy"] > 0.55
-    ledger = json.loads((work / "securepipe-state" / "privacy-budget.json").read_text())
-    assert "patients" in json.dumps(ledger)
+    ledger = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
+    (charge,) = ledger["runs"].values()
+    assert charge["epsilon"] == pytest.approx(card["epsilon"])

@@ -34,6 +34,7 @@ def embedded_env(home: Path, emulator_url: str, key_id: str) -> dict[str, str]:
         "AIRFLOW_VAR_SECUREPIPE_KMS_KEY_ID": key_id,
         "AIRFLOW_VAR_SECUREPIPE_STORAGE_URI": f"file://{home / 'storage'}",
         "AIRFLOW_VAR_SECUREPIPE_STATE_DIR": str(home / "securepipe-state"),
+        "SECUREPIPE_STATE_DIR": str(home / "securepipe-state"),  # the CLI and the Compliance page read it
         "AIRFLOW_VAR_SECUREPIPE_LANDING_URI": f"file://{home / 'landing' / 'patients.csv'}",
         "AIRFLOW_VAR_SECUREPIPE_TRAIN_CLI": str(REPO_ROOT / ".venv-train" / "bin" / "securepipe"),
         **kms_emulator.client_env(emulator_url, key_id),

@@ -1,0 +1,1 @@
+"""Per-run lineage manifests, signed and anchored in the audit log (see manifest.py)."""
