@@ -1,0 +1,50 @@
+"""Key rotation: KMS automatic rotation, and re-wrapping stored keys without touching bulk data.
+
+Why: a KMS key may have to be replaced (compromise, policy, account move), and
+old key versions should not be needed forever. Re-wrapping uses KMS ReEncrypt,
+so data keys never leave KMS in plaintext, and bulk ciphertext is copied byte
+for byte, never decrypted. Threat: a retired or compromised KMS key that still
+guards stored data; after a rewrap to a new key the old one can be disabled
+(tests prove the data still opens and a stale copy does not).
+
+What a rotation task does, in order: `enable_key_rotation` on the current key
+(yearly backing-key rotation by KMS, same ARN), then `rewrap_state` (the
+pseudonymization secret and the shred store's master), then `rewrap_artifacts`
+over every stored artifact (fan out per file in the DAG).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from securepipe.config import kms_key_id as configured_key_id
+from securepipe.crypto import envelope, secrets, shred
+from securepipe.crypto.kms import KmsClient, default_kms
+from securepipe.errors import CryptoError
+
+
+def enable_key_rotation(key_id: str | None = None, kms: KmsClient | None = None) -> bool:
+    """Turn on KMS automatic key rotation for the configured key (True once enabled)."""
+    key_id = configured_key_id(key_id)
+    if not key_id:
+        raise CryptoError("no KMS key id: pass --kms-key-id or set SECUREPIPE_KMS_KEY_ID")
+    return (kms or default_kms()).enable_rotation(key_id)
+
+
+def rewrap_state(state_dir: Path, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:
+    """Re-wrap the KMS-wrapped secrets kept under `state_dir` (those that exist)."""
+    state_dir = Path(state_dir)
+    stored = [
+        (state_dir / secrets.PSEUDONYM_SECRET_FILE, "pseudonym-secret"),
+        (state_dir / "shred-keys" / shred.MASTER_FILE, shred.MASTER_PURPOSE),
+    ]
+    return [
+        secrets.rewrap_secret(path, purpose=purpose, to_key_id=to_key_id, kms=kms)
+        for path, purpose in stored
+        if path.exists()
+    ]
+
+
+def rewrap_artifacts(paths, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:
+    """Re-wrap each artifact's data key; returns, per file, the new ciphertext sha256 for lineage."""
+    kms = kms or default_kms()
+    return [envelope.rewrap(path, to_key_id=to_key_id, kms=kms) for path in paths]

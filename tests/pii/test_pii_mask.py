@@ -1,0 +1,190 @@
+"""End-to-end masking: policy validation, CSV/Parquet streaming, the gate, bad input, CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from securepipe import synth
+from securepipe.errors import GateFailed, InputError, PolicyError
+from securepipe.pii.bench import align, non_pii_cells_altered, residual_values
+from securepipe.pii.kanon import enforce_k_anonymity
+from securepipe.pii.mask import mask_file, mask_frame
+from securepipe.pii.policy import load_policy, parse_policy
+from securepipe.pii.gate import residual_gate
+
+SECRET = b"k" * 32
+NON_PII = ["sex", "diagnosis_code", *synth.FEATURES, synth.LABEL]
+
+
+@pytest.fixture(scope="module")
+def patients():
+    return synth.generate_patients(160, seed=5)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy(None)
+
+
+def _raw_values(frame):
+    return {str(v) for c in synth.PII_COLUMNS for v in frame[c]}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_mask_file_masks_every_pii_value_and_keeps_clinical_columns(tmp_path, patients, policy, suffix):
+    source = tmp_path / f"in{suffix}"
+    (patients.to_csv if suffix == ".csv" else patients.to_parquet)(source, index=False)
+    before = source.read_bytes()
+    report = mask_file(source, tmp_path / "out.parquet", policy=policy, secret=SECRET,
+                       report_path=tmp_path / "r.json", chunk_rows=70)
+    masked = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(masked.columns) == list(patients.columns)
+    assert report["gate"]["passed"] and report["rows_in"] == 160
+    assert report["rows_out"] == len(masked) == 160 - report["k_anonymity"]["rows_dropped"]
+    raw = _raw_values(patients)
+    for column in masked.columns:
+        assert not masked[column].astype(str).isin(raw).any(), column
+    source_rows = align(patients, masked, SECRET)  # the same records, in output order
+    assert residual_values(source_rows, masked) == 0
+    assert non_pii_cells_altered(source_rows, masked) == 0
+    for column in synth.PII_COLUMNS:
+        assert report["columns"][column]["entity"] != "NONE", column
+    text = (tmp_path / "r.json").read_text()
+    assert not any(value in text for value in raw)
+    assert source.read_bytes() == before
+
+
+def test_pseudonyms_are_stable_across_runs_and_tables(patients, policy):
+    first, _ = mask_frame(patients.head(50), policy, SECRET)
+    again, _ = mask_frame(patients.iloc[::-1].head(80), policy, SECRET)
+    tokens = dict(zip(patients["patient_id"].head(50), first["patient_id"]))
+    for pid, token in zip(patients.iloc[::-1].head(80)["patient_id"], again["patient_id"]):
+        if pid in tokens:
+            assert tokens[pid] == token
+    other, _ = mask_frame(patients.head(50), policy, b"z" * 32)
+    assert (other["patient_id"] != first["patient_id"]).all()
+
+
+def test_gate_fails_closed_with_counts_not_values(tmp_path, patients):
+    # A policy that keeps the SSN column: the gate must refuse to publish.
+    leaky = parse_policy("version: 1\ncolumns:\n  ssn: {entity: NONE}\n")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(GateFailed) as failure:
+        mask_file_args = dict(policy=leaky, secret=SECRET, report_path=tmp_path / "r.json")
+        mask_file(_write(tmp_path, patients), out, **mask_file_args)
+    message = str(failure.value)
+    assert "'ssn'" in message and "US_SSN" in message
+    assert not any(v in message for v in patients["ssn"])
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.parquet*"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["gate"]["residual"][0]["column"] == "ssn"
+
+
+def test_residual_gate_passes_masked_and_fails_raw(patients, policy):
+    masked, _ = mask_frame(patients.head(60), policy, SECRET)
+    assert residual_gate(masked, policy)["passed"]
+    with pytest.raises(GateFailed):
+        residual_gate(patients.head(60), policy)
+
+
+def test_k_anonymity_reaches_k(patients, policy):
+    masked, _ = mask_frame(patients, policy, SECRET)
+    result, report = enforce_k_anonymity(masked, policy)
+    assert report["k"] >= policy.k_anonymity.k
+    sizes = result.groupby(["zip", "date_of_birth"]).size()
+    assert sizes.min() >= policy.k_anonymity.k
+    assert report["rows_suppressed"] + report["rows_dropped"] <= len(masked)
+
+
+def _write(tmp_path, frame, name="in.parquet"):
+    path = tmp_path / name
+    frame.to_parquet(path, index=False)
+    return path
+
+
+BAD_CSV = [
+    (b"", "empty file", None, None),
+    (b"a,b\n1,2\n3\n", "fields", 2, None),
+    (b"a,b\n1,\xff\xfe\n", "UTF-8", None, None),
+    (b"name,note\nx,=HYPERLINK(1)\n", "formula", 1, "note"),
+    (b"a,a\n1,2\n", "duplicate", None, None),
+    (b"a,b\n1,\"" + b"x" * (1 << 20 + 1) + b"\"\n", "1 MiB", 1, None),
+]
+
+
+@pytest.mark.parametrize(("content", "reason", "row", "column"), BAD_CSV)
+def test_bad_csv_is_refused_naming_where(tmp_path, policy, content, reason, row, column):
+    source = tmp_path / "bad.csv"
+    source.write_bytes(content)
+    no_kanon = parse_policy("version: 1\n")
+    with pytest.raises(InputError) as error:
+        mask_file(source, tmp_path / "out.parquet", policy=no_kanon, secret=SECRET)
+    assert reason in str(error.value) and error.value.row == row and error.value.column == column
+    assert "HYPERLINK" not in str(error.value)
+    assert not (tmp_path / "out.parquet").exists() and source.read_bytes() == content
+
+
+def test_missing_policy_column_is_refused(tmp_path, patients, policy):
+    with pytest.raises(InputError) as error:
+        mask_file(_write(tmp_path, patients.drop(columns=["zip"])), tmp_path / "o.parquet", policy=policy, secret=SECRET)
+    assert error.value.column == "zip"
+
+
+MALICIOUS = [
+    "!!python/object/apply:os.system ['true']",
+    "version: 1\noperators: !!python/object/new:dict {}\n",
+    "a: &a [1,1,1]\nb: [*a,*a,*a]\n",
+    "version: 1\noperators:\n  PERSON: {operator: eval}\n",
+    "version: 1\noperators:\n  NOT_AN_ENTITY: {operator: redact}\n",
+    "version: 1\nextra: true\n",
+    "version: 2\n",
+    "version: 1\nk_anonymity: {k: 1, quasi_identifiers: [{column: zip}]}\n",
+    "- just\n- a list\n",
+]
+
+
+@pytest.mark.parametrize("text", MALICIOUS)
+def test_malicious_or_invalid_policy_is_refused(text):
+    with pytest.raises(PolicyError):
+        parse_policy(text)
+
+
+def test_default_policy_loads(policy):
+    assert policy.k_anonymity.k == 5 and policy.operator_for("PERSON").name == "pseudonym"
+    assert policy.operator_for("DATE_TIME", free_text=True).name == "year"
+
+
+def test_cli_mask_and_detect(tmp_path, patients):
+    source = _write(tmp_path, patients.head(100), "in.parquet")
+    env = {"PATH": "/usr/bin:/bin", "SECUREPIPE_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "securepipe.cli"]
+    done = subprocess.run(cli + ["pii", "mask", "--in", str(source), "--out", str(tmp_path / "m.parquet"),
+                                 "--report", str(tmp_path / "r.json")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "not be stable" in done.stderr
+    leaky = tmp_path / "leaky.yaml"
+    leaky.write_text("version: 1\ncolumns:\n  email: {entity: NONE}\n")
+    done = subprocess.run(cli + ["pii", "mask", "--in", str(source), "--out", str(tmp_path / "x.parquet"),
+                                 "--policy", str(leaky)], capture_output=True, text=True, env=env)
+    assert done.returncode == 3 and "EMAIL_ADDRESS" in done.stderr and not (tmp_path / "x.parquet").exists()
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("\n".join(json.dumps({"id": str(i), "text": t}) for i, t in enumerate(
+        ["Call 312-555-1234 now.", "No PII here."])) + "\n")
+    done = subprocess.run(cli + ["pii", "detect", "--in", str(notes), "--out", str(tmp_path / "s.jsonl")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert lines == [{"id": "0", "spans": [{"start": 5, "end": 17, "entity_type": "PHONE_NUMBER", "score": 0.7}]},
+                     {"id": "1", "spans": []}]
+
+
+def test_bench_checks_detect_leaks_and_alterations(patients):
+    assert residual_values(patients, patients) >= len(patients) * len(synth.PII_COLUMNS)
+    altered = patients.copy()
+    altered.loc[3, "diagnosis_code"] = "Z00.0"
+    assert non_pii_cells_altered(patients, altered) == 1
