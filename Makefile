@@ -7,6 +7,8 @@ VENV := .venv
 VENV_TRAIN := .venv-train
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export UV_LINK_MODE=copy
+# Never let boto3 probe the EC2 metadata endpoint: everything AWS here is on loopback.
+export AWS_EC2_METADATA_DISABLED=true
 
 .PHONY: setup setup-airflow setup-train lock demo test test-fast up down security bench clean-demo
 

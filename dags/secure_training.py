@@ -30,7 +30,6 @@ from airflow.sdk import (
     dag,
     get_current_context,
     task,
-    teardown,
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
@@ -133,7 +132,7 @@ def secure_training():
 
         return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
 
-    @teardown(retries=3)
+    @task(retries=3)
     def cleanup(run: dict) -> int:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -148,7 +147,8 @@ def secure_training():
     trained = train_model(run, masked, budget)
     verdict = privacy_gate(run, trained)
     published = publish_lineage(run, shards, masked, trained, verdict)
-    published >> cleanup(run)
+    # A teardown: it always runs, and the run's state is decided by the tasks before it.
+    published >> cleanup(run).as_teardown()
 
 
 secure_training()

@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # No test may reach the network: Presidio's tldextract would try to download a suffix list.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+# Nor may boto3 probe the EC2 metadata endpoint when it finds no credentials.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")

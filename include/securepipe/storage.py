@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator
 CHUNK = 1 << 20
 
 
-def _is_local(path) -> bool:
+def is_local(path) -> bool:
     if isinstance(path, (str, os.PathLike)) and not str(path).startswith(("s3://", "gs://", "memory://")):
         return True
     protocol = getattr(path, "protocol", None)
@@ -34,10 +34,20 @@ def local_path(path) -> Path:
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb") -> Iterator[BinaryIO]:
     """Yield a writable file; on success it appears at `path` in one step, on error nothing does."""
-    if not _is_local(path):
-        # ObjectStoragePath / fsspec: the object becomes visible when the upload completes.
-        with path.open(mode) as handle:
+    if not is_local(path):
+        # ObjectStoragePath / fsspec: the object becomes visible when close() completes the upload.
+        # On an error, discard() drops the buffered or multipart upload; close() would publish it.
+        handle = path.open(mode)
+        try:
             yield handle
+        except BaseException:
+            discard = getattr(handle, "discard", None)
+            if discard is None:
+                raise RuntimeError("object store file cannot discard a failed upload") from None
+            discard()
+            handle.closed = True  # so the garbage collector's close() does not try to upload either
+            raise
+        handle.close()
         return
     target = local_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +65,7 @@ def atomic_write(path, mode: str = "wb") -> Iterator[BinaryIO]:
 
 
 def open_read(path) -> BinaryIO:
-    if _is_local(path):
+    if is_local(path):
         return open(local_path(path), "rb")
     return path.open("rb")
 

@@ -90,7 +90,7 @@ from securepipe.crypto.kms import (
 )
 from securepipe.crypto.stream_writer import StreamingKey
 from securepipe.errors import CryptoError
-from securepipe.storage import _is_local, atomic_write, local_path, open_read
+from securepipe.storage import is_local, atomic_write, local_path, open_read
 
 streaming_aead.register()
 
@@ -471,7 +471,7 @@ def decrypt_file(src, dst, *, expected_context: dict[str, str], kms: KmsClient |
 
     Plaintext never goes to shared storage: `dst` must be a local path.
     """
-    if not _is_local(dst):
+    if not is_local(dst):
         raise CryptoError(f"refusing to write plaintext to non-local storage {dst}")
     with open_read(src) as source, atomic_write(local_path(dst)) as destination:
         size = decrypt_stream(

@@ -98,6 +98,7 @@ class StackConfig:
             ),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "securepipe",
             "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+            "AWS_EC2_METADATA_DISABLED": "true",
             "PYTHONPATH": str(REPO_ROOT / "include"),
         }
         (home / "openlineage").mkdir(parents=True, exist_ok=True)
@@ -192,15 +193,30 @@ class AirflowStack:
             return json.load(reply)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Wait until this stack's dag-processor has parsed the DAG (a DB kept from an earlier
+        start knows the DAG before it is parsed again, and triggering it then answers 404)."""
+        from datetime import datetime, timezone
+
+        started = datetime.now(timezone.utc)
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
             try:
-                self.request("GET", f"/api/v2/dags/{dag_id}")
-                return
+                dag = self.request("GET", f"/api/v2/dags/{dag_id}")
+                parsed = dag.get("last_parsed_time")
+                if parsed and datetime.fromisoformat(parsed.replace("Z", "+00:00")) >= started \
+                        and not dag.get("is_stale"):
+                    return
             except urllib.error.HTTPError as exc:
-                if exc.code != 404 or time.monotonic() > deadline:
+                if exc.code != 404:
                     raise
+            errors = self.request("GET", "/api/v2/importErrors")["import_errors"]
+            broken = [e for e in errors if e["filename"].endswith(f"{dag_id}.py")
+                      and datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) >= started]
+            if broken:
+                raise RuntimeError(f"{broken[0]['filename']} does not import:\n{broken[0]['stack_trace']}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout:.0f}s; see {self.log_dir}")
             time.sleep(1)
 
     def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> str:
