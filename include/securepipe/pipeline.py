@@ -129,17 +129,24 @@ def ingest(run: RunSettings) -> list[dict]:
     from securepipe.ingest import ReadLimits, iter_frames
     from securepipe.storage import open_read  # noqa: F401 - iter_frames opens through it
 
+    from securepipe.pii.structured import classify_columns
+
     kms = _kms(run)
     source = _input_path(run)
     shards = []
+    classes = None
     for index, frame in enumerate(
         iter_frames(source, required_columns=[run.label], limits=ReadLimits(chunk_rows=run.rows_per_shard))
     ):
+        if classes is None:
+            # Classify once, so every shard masks every column the same way.
+            classes = {c: asdict(cls) for c, cls in classify_columns(frame, _policy(run)).items()}
         shard = f"{index:05d}"
         key = f"{run.dataset}/runs/{run.run_id}/raw/shard-{shard}.parquet.enc"
         record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms)
         record["index"] = index
         record["first_row"] = int(frame.index[0]) + 1
+        record["classes"] = classes
         shards.append(record)
     return shards
 
@@ -163,12 +170,15 @@ def mask_shard(run: RunSettings, shard: dict) -> dict:
     """Detect and mask PII in one shard in memory, re-scan the result, store it encrypted."""
     from securepipe.pii import mask_frame
     from securepipe.pii.gate import scan_frame
+    from securepipe.pii.policy import FREE_TEXT
+    from securepipe.pii.structured import ColumnClass
 
     kms = _kms(run)
     policy = _policy(run)
     frame = _load_frame(run, shard, kms)
-    masked, report = mask_frame(frame, policy, _secret(run), workers=IN_TASK_WORKERS)
-    free_text = [c for c, entry in report["columns"].items() if entry["entity"] == "FREE_TEXT"]
+    classes = {column: ColumnClass(**cls) for column, cls in shard["classes"].items()}
+    masked, report = mask_frame(frame, policy, _secret(run), classes=classes, workers=IN_TASK_WORKERS)
+    free_text = [c for c, cls in classes.items() if cls.entity == FREE_TEXT]
     residual = scan_frame(masked, policy, free_text_columns=free_text, workers=IN_TASK_WORKERS)
     key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
     record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
