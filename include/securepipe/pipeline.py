@@ -300,6 +300,7 @@ def train(run: RunSettings, masked: dict) -> dict:
             argv += ["--context", f"{k}={v}"]
         for k, v in run.context("model").items():
             argv += ["--model-context", f"{k}={v}"]
+        argv += ["--masking-policy-hash", masked["report"]["policy_sha256"]]
         if run.nonprivate_baseline:
             argv.append("--nonprivate-baseline")
         result = subprocess.run(argv, env={**os.environ, **_aws_env(run)}, capture_output=True, text=True)  # noqa: S603
