@@ -70,3 +70,12 @@ def test_no_secret_is_written_in_the_file_and_ports_bind_loopback():
 def test_lineage_goes_to_marquez():
     transport = yaml.safe_load(SERVICES["scheduler"]["environment"]["AIRFLOW__OPENLINEAGE__TRANSPORT"])
     assert transport["type"] == "http" and "marquez" in transport["url"]
+
+
+def test_erasure_requests_emit_no_lineage_events():
+    """Their run conf holds the subject's identifier; the compose file and the test stack agree."""
+    from securepipe.demo.stack import ERASURE_LINEAGE_POLICY
+
+    policy = yaml.safe_load(SERVICES["scheduler"]["environment"]["AIRFLOW__OPENLINEAGE__EMISSION_POLICY"])
+    assert policy == yaml.safe_load(ERASURE_LINEAGE_POLICY)
+    assert policy[0]["scope"] == {"dag_id": "erasure_request"} and policy[0]["controls"]["emit"] is False

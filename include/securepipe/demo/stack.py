@@ -26,6 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 ADMIN_USER = "admin"
 # Roles for SimpleAuthManager: ops may trigger runs, auditors only read.
 DEFAULT_USERS = "admin:admin,ops:op,auditor:viewer"
+# OpenLineage events carry the DAG run's conf; an erasure request's conf holds the subject's
+# identifier, so no event is emitted for that DAG (its own signed manifest records the erasure).
+ERASURE_LINEAGE_POLICY = json.dumps([{"scope": {"dag_id": "erasure_request"}, "controls": {"emit": False},
+                                      "locked": True}])
 
 
 def _secret_file(home: Path, name: str, make) -> str:
@@ -97,6 +101,7 @@ class StackConfig:
                 {"type": "file", "log_file_path": str(home / "openlineage" / "events.jsonl"), "append": True}
             ),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "securepipe",
+            "AIRFLOW__OPENLINEAGE__EMISSION_POLICY": ERASURE_LINEAGE_POLICY,
             "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
             "AWS_EC2_METADATA_DISABLED": "true",
             "PYTHONPATH": str(REPO_ROOT / "include"),
