@@ -206,6 +206,8 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout:.0f}s; see {self.log_dir}")
             try:
                 dag = self.request("GET", f"/api/v2/dags/{dag_id}")
                 parsed = dag.get("last_parsed_time")
@@ -215,6 +217,9 @@ class AirflowStack:
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise
+            except OSError:  # the api-server is still starting
+                time.sleep(1)
+                continue
             errors = self.request("GET", "/api/v2/importErrors")["import_errors"]
             broken = [e for e in errors if e["filename"].endswith(f"{dag_id}.py")
                       and datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) >= started]
