@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _fmt(value, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) -> str:
@@ -31,7 +31,9 @@ def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) 
         f"  KMS key             {published.get('kms_key_id')}",
         f"  privacy spent       epsilon {_fmt(privacy.get('epsilon'))} (target {privacy.get('target_epsilon')}), "
         f"delta {privacy.get('delta')}, accountant {privacy.get('accountant')}",
-        f"  budget              {', '.join(f'{k} {_fmt(v)}' for k, v in sorted(budget.items()) if isinstance(v, (int, float)))}",
+        f"  budget              epsilon spent {_fmt(budget.get('spent_epsilon'))} of {_fmt(budget.get('budget_epsilon'))}"
+        f" ({_fmt(budget.get('remaining_epsilon'))} left, {budget.get('composition')} composition over "
+        f"{budget.get('runs')} runs), delta spent {_fmt(budget.get('spent_delta'))} of {_fmt(budget.get('budget_delta'))}",
         f"  model               {', '.join(f'{k} {_fmt(v)}' for k, v in sorted(metrics.items()))}; device {model.get('device')}",
         "  encrypted outputs:",
     ]
