@@ -14,8 +14,9 @@ ROWS = 500
 
 
 def _pii_needles(frame) -> set[bytes]:
-    # admission_date is left out: its values look like the timestamps evidence files carry.
-    return {str(v).encode() for column in PII_COLUMNS for v in frame[column]}
+    # zip is left out: five digits turn up by chance in hex digests (it is generalized, not secret);
+    # admission_date too: its values look like the timestamps evidence files carry.
+    return {str(v).encode() for column in PII_COLUMNS if column != "zip" for v in frame[column]}
 
 
 @pytest.fixture(scope="module")
