@@ -71,6 +71,35 @@ def postgres_db():
     _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+BUCKET = "securepipe-test"
+
+
+def s3_client(emulator):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
+                        **{k.lower(): v for k, v in kms_emulator.DUMMY_CREDENTIALS.items()})
+
+
+def stored_objects(emulator) -> dict[str, bytes]:
+    s3 = s3_client(emulator)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
+
+
+def is_ciphertext_bytes(data: bytes) -> bool:
+    import io
+
+    from securepipe.crypto.envelope import read_header
+    from securepipe.errors import CryptoError
+
+    try:
+        read_header(io.BytesIO(data), "object")
+    except CryptoError:
+        return False
+    return True
+
+
 def start_worker(stack: AirflowStack) -> None:
     """The celery worker serving both queues (one host here; compose splits cpu and gpu workers)."""
     stack.start_celery_worker("default", "default,gpu", log_server_port=kms_emulator.free_port(), concurrency=2)
@@ -84,15 +113,11 @@ def celery_stack(tmp_path_factory, postgres_db, redis_url):
     stack = None
     try:
         kms_emulator.create_key(emulator.endpoint_url)
-        import boto3
-
-        boto3.client("s3", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
-                     **{k.lower(): v for k, v in kms_emulator.DUMMY_CREDENTIALS.items()}).create_bucket(
-            Bucket="securepipe-test")
+        s3_client(emulator).create_bucket(Bucket=BUCKET)
         # Every AWS call of the stack goes through a proxy the fault tests can break.
         proxy = FaultProxy("127.0.0.1", int(emulator.endpoint_url.rsplit(":", 1)[1]))
         extra = embedded_env(home, proxy.url, kms_emulator.DEMO_KEY_ALIAS)
-        extra["AIRFLOW_VAR_SECUREPIPE_STORAGE_URI"] = "s3://securepipe-test/storage"
+        extra["AIRFLOW_VAR_SECUREPIPE_STORAGE_URI"] = f"s3://{BUCKET}/storage"
         extra["AIRFLOW_VAR_SECUREPIPE_PRIVACY_BUDGETS"] = '{"*": {"epsilon": 200, "delta": 0.001}}'
         # A killed worker's task is noticed in seconds, not the default five minutes.
         extra["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "20"

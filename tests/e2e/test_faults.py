@@ -11,21 +11,14 @@ import json
 import re
 import time
 
-import boto3
 import pytest
 
-from securepipe import kms_emulator
 from securepipe.synth import write_patients
 
-from .conftest import start_worker
+from .conftest import is_ciphertext_bytes, start_worker, stored_objects
 
 pytestmark = pytest.mark.slow
 DAG = "secure_training"
-
-
-def _s3(emulator):
-    return boto3.client("s3", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
-                        **{k.lower(): v for k, v in kms_emulator.DUMMY_CREDENTIALS.items()})
 
 
 def _wait_for_state(stack, run_id, task_id, states, timeout=300) -> None:
@@ -39,23 +32,9 @@ def _wait_for_state(stack, run_id, task_id, states, timeout=300) -> None:
 
 
 def _assert_storage_clean(emulator) -> None:
-    from securepipe.crypto import is_ciphertext
-
-    s3 = _s3(emulator)
-    for obj in s3.list_objects_v2(Bucket="securepipe-test").get("Contents", []):
-        assert ".partial" not in obj["Key"], obj["Key"]
-        body = s3.get_object(Bucket="securepipe-test", Key=obj["Key"])["Body"]
-        head = body.read(4096)
-        assert _is_ciphertext_head(head, is_ciphertext), obj["Key"]
-
-
-def _is_ciphertext_head(head: bytes, is_ciphertext) -> bool:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile() as handle:
-        handle.write(head)
-        handle.flush()
-        return is_ciphertext(handle.name)
+    for key, body in stored_objects(emulator).items():
+        assert ".partial" not in key, key
+        assert is_ciphertext_bytes(body), key
 
 
 def _no_duplicates(stack, run_id: str) -> None:
@@ -117,7 +96,7 @@ def test_scheduler_restarted_mid_run(celery_stack, landing):
 @pytest.mark.parametrize("mode", ["refuse", "hang"])
 def test_kms_and_storage_unreachable_fail_closed(celery_stack, landing, mode):
     stack, emulator = celery_stack
-    listing = {o["Key"] for o in _s3(emulator).list_objects_v2(Bucket="securepipe-test").get("Contents", [])}
+    listing = set(stored_objects(emulator))
     stack.fault_proxy.mode = mode
     try:
         run_id = _trigger(stack, landing)
@@ -127,7 +106,7 @@ def test_kms_and_storage_unreachable_fail_closed(celery_stack, landing, mode):
     assert state == "failed"
     states = stack.task_states(DAG, run_id)
     assert states["ingest"] == "failed" and states.get("train_model") in ("upstream_failed", None)
-    after = {o["Key"] for o in _s3(emulator).list_objects_v2(Bucket="securepipe-test").get("Contents", [])}
+    after = set(stored_objects(emulator))
     assert not [k for k in after - listing if f"/masked/" in k or "/models/" in k], "a failed run published output"
     logs = "\n".join(p.read_text(errors="replace") for p in (stack.config.home / "logs").rglob("*.log")
                      if run_id.replace(":", "") in str(p).replace(":", "") and "ingest" in str(p))

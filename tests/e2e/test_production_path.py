@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
-from securepipe import kms_emulator
 from securepipe.synth import generate_patients, write_patients
+
+from .conftest import is_ciphertext_bytes, stored_objects
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +29,17 @@ def test_secure_training_on_celery(celery_stack, tmp_path):
     assert "execute_workload" in worker_log or "ExecuteTask" in worker_log or "celery" in worker_log.lower()
 
     # Storage is s3:// on the emulator: every object is ciphertext, no PII byte in any of them.
-    s3 = boto3.client("s3", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
-                      **{k.lower(): v for k, v in kms_emulator.DUMMY_CREDENTIALS.items()})
-    objects = s3.list_objects_v2(Bucket="securepipe-test").get("Contents", [])
-    assert objects, "nothing was stored in s3://securepipe-test"
+    objects = stored_objects(emulator)
+    assert objects, "nothing was stored in s3"
     raw = generate_patients(600, seed=11)
-    needles = [v.encode() for col in ("name", "email", "ssn", "phone") for v in raw[col].head(50)]
-    from securepipe.crypto import is_ciphertext_bytes
-
-    for obj in objects:
-        body = s3.get_object(Bucket="securepipe-test", Key=obj["Key"])["Body"].read()
-        assert is_ciphertext_bytes(body[:64]), obj["Key"]
-        assert not any(n in body for n in needles), obj["Key"]
+    needles = [v.encode() for col in ("name", "email", "ssn", "phone") for v in raw[col]]
+    for key, body in objects.items():
+        assert is_ciphertext_bytes(body), key
+        assert not any(n in body for n in needles), key
 
     manifest = stack.request(
         "GET", f"/api/v2/dags/secure_training/dagRuns/{run_id}/taskInstances/publish_lineage/xcomEntries/return_value"
     )["value"]
     manifest = json.loads(manifest) if isinstance(manifest, str) else manifest
     assert manifest["privacy"]["epsilon"] <= 3.0
+    assert manifest["outputs"]["model"].startswith("s3://")
