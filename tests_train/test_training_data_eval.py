@@ -1,0 +1,114 @@
+"""Data loading and evaluation: tables of good and bad inputs; metrics on cases with known answers."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from securepipe.errors import InputError
+from securepipe.synth import generate_patients
+from securepipe.training import data, evaluate
+
+SECRET = "Zebediah-Quux-42"  # a value that must never appear in an error
+
+
+@pytest.fixture(scope="module")
+def patients():
+    return generate_patients(200, seed=3)
+
+
+def test_parquet_and_csv_give_the_same_split(tmp_path, patients):
+    patients.to_csv(tmp_path / "p.csv", index=False)
+    patients.to_parquet(tmp_path / "p.parquet", index=False)
+    loaded = {name: data.load_table(tmp_path / name) for name in ("p.csv", "p.parquet")}
+    splits = [data.prepare(frame, "readmitted", file=name) for name, (frame, _) in loaded.items()]
+    assert splits[0].features == splits[1].features
+    np.testing.assert_allclose(splits[0].x_train, splits[1].x_train, rtol=1e-6)
+
+
+def test_csv_codes_written_with_leading_zeros_stay_text(tmp_path, patients):
+    frame = patients.assign(zip=["0" + str(1000 + i) for i in range(len(patients))])
+    frame.to_csv(tmp_path / "z.csv", index=False)
+    loaded, digest = data.load_table(tmp_path / "z.csv")
+    assert digest == hashlib.sha256((tmp_path / "z.csv").read_bytes()).hexdigest()
+    assert "zip" not in data.numeric_features(loaded, "readmitted")
+    assert loaded["zip"].iloc[0] == "01000"  # the code itself is kept intact, as text
+
+
+def test_only_numeric_columns_other_than_the_label_are_features(patients):
+    split = data.prepare(patients, "readmitted", file="p")
+    assert split.features == ("age", "bmi", "systolic_bp", "glucose", "cholesterol", "heart_rate", "smoker",
+                              "prior_visits")
+    assert len(split.y_train) == 160 and len(split.y_test) == 40
+    # standardisation is fitted on the training split only
+    np.testing.assert_allclose(split.x_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(split.x_train.std(axis=0), 1.0, atol=1e-3)
+    assert not np.allclose(split.x_test.mean(axis=0), 0.0, atol=1e-3)
+
+
+def _with(frame, column, row, value):
+    frame = frame.copy()
+    if isinstance(value, str):
+        frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    return frame
+
+
+@pytest.mark.parametrize("mutate, row, column, reason", [
+    (lambda f: f.drop(columns=["readmitted"]), None, "readmitted", "label column is missing"),
+    (lambda f: _with(f, "readmitted", 6, 2), 7, "readmitted", "label must be 0 or 1"),
+    (lambda f: _with(f, "readmitted", 0, SECRET), 1, "readmitted", "label must be 0 or 1"),
+    (lambda f: _with(f, "glucose", 11, np.nan), 12, "glucose", "missing or non-finite"),
+    (lambda f: _with(f, "bmi", 4, np.inf), 5, "bmi", "missing or non-finite"),
+    (lambda f: f.assign(readmitted=0), None, "readmitted", "single class"),
+    (lambda f: f.head(10), None, None, "at least 20 rows"),
+    (lambda f: f[["name", "readmitted"]], None, None, "no numeric feature"),
+])
+def test_bad_tables_name_file_row_and_column_never_the_value(patients, mutate, row, column, reason):
+    with pytest.raises(InputError) as caught:
+        data.prepare(mutate(patients), "readmitted", file="in.csv")
+    error = caught.value
+    assert (error.file, error.row, error.column) == ("in.csv", row, column)
+    assert reason in str(error) and SECRET not in str(error)
+    for value in patients["name"].head(20):
+        assert value not in str(error)
+
+
+@pytest.mark.parametrize("content, reason", [(b"\x00\x01garbage\xff" * 10, "not a readable"), (None, "cannot read")])
+def test_unreadable_files(tmp_path, content, reason):
+    path = tmp_path / "in.parquet"
+    if content is not None:
+        path.write_bytes(b"PAR1" + content)
+    with pytest.raises(InputError, match=reason):
+        data.load_table(path)
+
+
+def test_utility_metrics_on_known_cases():
+    labels = np.array([0, 0, 1, 1])
+    perfect = evaluate.utility(np.array([0.1, 0.2, 0.8, 0.9]), labels)
+    assert perfect["accuracy"] == 1.0 and perfect["auc"] == 1.0
+    assert perfect["brier"] == pytest.approx((0.01 + 0.04 + 0.04 + 0.01) / 4)
+    inverted = evaluate.utility(np.array([0.9, 0.8, 0.2, 0.1]), labels)
+    assert inverted["accuracy"] == 0.0 and inverted["auc"] == 0.0
+
+
+def test_expected_calibration_error():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=200_000)
+    calibrated = (rng.uniform(size=p.size) < p).astype(float)
+    assert evaluate.expected_calibration_error(p, calibrated) < 0.01
+    overconfident = np.where(p > 0.5, 1.0, 0.0)  # says 0 or 1 while the truth is p
+    assert evaluate.expected_calibration_error(overconfident, calibrated) == pytest.approx(0.25, abs=0.01)
+
+
+def test_loss_threshold_attack_separates_only_when_losses_differ():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, size=2000)
+    confident = np.where(labels == 1, 0.99, 0.01)
+    unsure = np.where(labels == 1, 0.6, 0.4)
+    leaky = evaluate.loss_threshold_attack(confident, labels, unsure, labels)
+    assert leaky["mia_auc"] == pytest.approx(1.0) and leaky["mia_advantage"] == pytest.approx(1.0)
+    same = rng.uniform(0.3, 0.7, size=4000)
+    blind = evaluate.loss_threshold_attack(same[:2000], labels, same[2000:], labels)
+    assert abs(blind["mia_auc"] - 0.5) < 0.05
