@@ -16,6 +16,15 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """An empty state dir for the evidence modules, with no KMS key or key file inherited."""
+    monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
+    for name in ("SECUREPIPE_KMS_KEY_ID", "SECUREPIPE_SIGNING_KEY_FILE", "SECUREPIPE_MANIFESTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def kms_env():
     """Start moto server, create the demo key, and point the standard AWS variables at it."""

@@ -15,18 +15,22 @@ def _metadata_db_url() -> str:
     return settings.variable("securepipe_metadata_db_url", conf.get("database", "sql_alchemy_conn"))
 
 
-def _connections(db_url: str) -> list[dict]:
-    """Connections from the metadata DB and the environment: flags and key names only, never values."""
+def _query(db_url: str, sql: str) -> list[tuple]:
+    """Read the metadata DB directly: tasks may not use Airflow's ORM session in Airflow 3."""
     import sqlalchemy as sa
 
-    found = []
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as db:
-            rows = db.execute(sa.text(
-                "SELECT conn_id, password, is_encrypted, extra, is_extra_encrypted FROM connection")).fetchall()
+            return [tuple(row) for row in db.execute(sa.text(sql)).fetchall()]
     finally:
         engine.dispose()
+
+
+def _connections(db_url: str) -> list[dict]:
+    """Connections from the metadata DB and the environment: flags and key names only, never values."""
+    found = []
+    rows = _query(db_url, "SELECT conn_id, password, is_encrypted, extra, is_extra_encrypted FROM connection")
     for conn_id, password, is_encrypted, extra, extra_encrypted in rows:
         keys = []
         if extra and not extra_encrypted:
@@ -61,15 +65,7 @@ def _users() -> list[dict]:
 def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
     import re
 
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as db:
-            rows = db.execute(sa.text(
-                "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")).fetchall()
-    finally:
-        engine.dispose()
+    rows = _query(db_url, "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")
     # The pipeline records runs under a path-safe run id (see securepipe_dags.runs).
     return [(dag_id, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:120]) for dag_id, run_id in rows]
 

@@ -14,14 +14,6 @@ from securepipe.audit.signing import create_signing_key, get_signing_key, load_s
 from securepipe.errors import AuditError, CryptoError
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID", raising=False)
-    monkeypatch.delenv("SECUREPIPE_SIGNING_KEY_FILE", raising=False)
-    return tmp_path
-
-
 def make_log(tmp_path, n=5) -> AuditLog:
     log = AuditLog(tmp_path / "audit.jsonl")
     for i in range(n):

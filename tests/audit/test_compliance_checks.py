@@ -18,14 +18,6 @@ SENSITIVE = ["Jane Q. Doe", "jane.doe@example.com", "555-123-4567", "123-45-6789
              "42 Elm Street, Springfield", "F", "12"]
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID", raising=False)
-    monkeypatch.delenv("SECUREPIPE_MANIFESTS_DIR", raising=False)
-    return tmp_path
-
-
 def assert_no_values(outcome):
     text = json.dumps(outcome).casefold()
     for value in SENSITIVE[:6]:

@@ -19,14 +19,6 @@ from securepipe.lineage.manifest import (
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0000"
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID", raising=False)
-    monkeypatch.delenv("SECUREPIPE_MANIFESTS_DIR", raising=False)
-    return tmp_path
-
-
 def sample_manifest(tmp_path, run_id="manual__2026-11-26T05:00:00+00:00", dag_id="secure_training"):
     artifact = tmp_path / "masked.parquet.enc"
     artifact.write_bytes(b"ciphertext stand-in")

@@ -429,8 +429,23 @@ def _size_of(handle: BinaryIO) -> int:
 
 
 # -- public API on paths (str, Path, or ObjectStoragePath) --------------------------------------
-def encrypt_file(
-    src,
+def encrypt_file(src, dst, **options) -> dict:
+    """Encrypt file `src` to `dst` atomically. Returns header info, sizes and the ciphertext sha256.
+
+    Options as for `encrypt_bytes`."""
+    with open_read(src) as source:
+        return _encrypt_to(source, dst, **options)
+
+
+def encrypt_bytes(data: bytes, dst, **options) -> dict:
+    """Encrypt in-memory `data` to `dst` atomically (no plaintext file ever exists).
+
+    Options: key_id, context (required), kms, algorithm, shred_scope, key_store."""
+    return _encrypt_to(io.BytesIO(data), dst, **options)
+
+
+def _encrypt_to(
+    source: BinaryIO,
     dst,
     *,
     key_id: str | None = None,
@@ -440,29 +455,10 @@ def encrypt_file(
     shred_scope: str | None = None,
     key_store=None,
 ) -> dict:
-    """Encrypt file `src` to `dst` atomically. Returns header info, sizes and the ciphertext sha256."""
     # KMS first: an unreachable KMS or a disabled key must not leave even an empty object behind.
     key, header = _prepare(key_id, context, kms, algorithm, shred_scope, key_store)
-    with open_read(src) as source, atomic_write(dst) as destination:
-        info = _write_encrypted(key, header, source, destination, sha256=True)
-    return {**info, "path": str(dst)}
-
-
-def encrypt_bytes(
-    data: bytes,
-    dst,
-    *,
-    key_id: str | None = None,
-    context: dict[str, str],
-    kms: KmsClient | None = None,
-    algorithm: str = DEFAULT_ALGORITHM,
-    shred_scope: str | None = None,
-    key_store=None,
-) -> dict:
-    """Encrypt in-memory `data` to `dst` atomically (no plaintext file ever exists)."""
-    key, header = _prepare(key_id, context, kms, algorithm, shred_scope, key_store)
     with atomic_write(dst) as destination:
-        info = _write_encrypted(key, header, io.BytesIO(data), destination, sha256=True)
+        info = _write_encrypted(key, header, source, destination, sha256=True)
     return {**info, "path": str(dst)}
 
 
