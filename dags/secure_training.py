@@ -132,7 +132,7 @@ def secure_training():
 
         return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
 
-    @task(retries=3)
+    @task(retries=1, execution_timeout=timedelta(minutes=5))
     def cleanup(run: dict) -> int:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for

@@ -28,7 +28,10 @@ def embedded_env(home: Path, emulator_url: str, key_id: str) -> dict[str, str]:
     """Connections and variables as environment entries: nothing secret is stored in the metadata DB."""
     # No credentials in the connection: the emulator's dummy ones come from the standard AWS
     # variables, as real ones would come from an instance role.
-    connection = {"conn_type": "aws", "extra": {"endpoint_url": emulator_url, "region_name": "us-east-1"}}
+    # Bounded timeouts for s3:// storage (s3fs): a hung endpoint fails a task in seconds, not minutes.
+    connection = {"conn_type": "aws", "extra": {
+        "endpoint_url": emulator_url, "region_name": "us-east-1",
+        "config_kwargs": {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2}}}}
     return {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
         "AIRFLOW_VAR_SECUREPIPE_KMS_KEY_ID": key_id,
