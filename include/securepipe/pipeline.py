@@ -127,7 +127,6 @@ def _secret(run: RunSettings) -> bytes:
 def ingest(run: RunSettings) -> list[dict]:
     """Read the raw input strictly and store it as encrypted shards; the input is never modified."""
     from securepipe.ingest import ReadLimits, iter_frames
-    from securepipe.storage import open_read  # noqa: F401 - iter_frames opens through it
 
     from securepipe.pii.structured import classify_columns
 
@@ -417,11 +416,3 @@ def cleanup(run: RunSettings) -> int:
     else:
         prefix.fs.rm(prefix.path, recursive=True)
     return removed
-
-
-def as_dict(run: RunSettings) -> dict:
-    data = asdict(run)
-    data["storage_root"] = str(run.storage_root)
-    data["state_dir"] = str(run.state_dir)
-    data.pop("aws")
-    return data
