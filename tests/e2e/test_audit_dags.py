@@ -34,6 +34,7 @@ def deployment(airflow_home, kms_env, tmp_path_factory):
     write_patients(landing, 400, seed=8)
     env = embedded_env(work, kms_env.endpoint_url, kms_env.alias)
     env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(work / "logs")
+    (work / "logs").mkdir()  # dag.test() runs tasks in-process and writes no task log files
     os.environ.update(env)
     dags = DagBag(dag_folder=str(REPO / "dags")).dags
     run = dags["secure_training"].test(run_conf={"epochs": 2, "rows_per_shard": 200, "max_mia_auc": 0.8})
