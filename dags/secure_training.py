@@ -133,7 +133,9 @@ def secure_training():
         return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
 
     @task(retries=1, execution_timeout=timedelta(minutes=5))
-    def cleanup(run: dict) -> int:
+    def cleanup(run: dict | None) -> int:
+        if not run:  # prepare_run failed: nothing was stored
+            return 0
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
 

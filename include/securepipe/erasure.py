@@ -84,7 +84,7 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
     audit = AuditLog(settings.state_dir / LOG_FILE_NAME, key_path=settings.state_dir / KEY_FILE_NAME,
                      kms_key_id=settings.kms_key_id, aws=settings.aws)
-    tokens, rewritten, rows_removed, artifacts = set(), [], 0, []
+    tokens, rewritten, rows_removed, artifacts, pii_report = set(), [], 0, [], {}
     for manifest, artifact in _masked_versions(settings):
         token = subject_token(settings, subject_id, _subject_entity(manifest, settings.subject_column))
         tokens.add(token)
@@ -108,13 +108,14 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
                             kms_key_arn=info["kms_key_id"], encryption_context=context, sha256=info["sha256"]),
         ]
         source.unlink()
+        pii_report.update(manifest.get("pii_report", {}))  # the new version is masked as its source was
         rewritten.append(manifest["run_id"])
         rows_removed += int((~keep).sum())
     landing_rows = _erase_from_landing(settings, subject_id)
     if artifacts:
         write_manifest(
             build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger={"kind": "erasure"},
-                           artifacts=artifacts, pii_report={},
+                           artifacts=artifacts, pii_report=pii_report,
                            extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens)}),
             manifests_dir=settings.state_dir / "manifests", audit_log=audit,
         )

@@ -59,9 +59,16 @@ def test_audit_passes_on_a_clean_deployment(deployment):
     assert {"storage_encrypted", "audit_chain", "privacy_budgets", "no_pii_in_metadata_db"} <= set(report)
 
 
-def _restoring(path: Path):
-    saved = path.read_bytes()
-    return lambda: path.write_bytes(saved)
+def _restoring(state: Path):
+    """Snapshot the whole state dir: an audit run appends to the log and moves its head file too."""
+    saved = state.with_name(state.name + ".saved")
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.copytree(state, saved)
+
+    def restore():
+        shutil.rmtree(state)
+        saved.rename(state)
+    return restore
 
 
 def test_audit_fails_on_a_plaintext_file_in_storage(deployment):
@@ -78,7 +85,7 @@ def test_audit_fails_on_a_plaintext_file_in_storage(deployment):
 def test_audit_fails_on_an_edited_audit_entry(deployment):
     _, work, _ = deployment
     log = work / "securepipe-state" / "audit.jsonl"
-    restore = _restoring(log)
+    restore = _restoring(work / "securepipe-state")
     lines = log.read_text().splitlines()
     entry = json.loads(lines[0])
     entry["payload"]["tampered"] = True
@@ -94,7 +101,7 @@ def test_audit_fails_on_an_edited_audit_entry(deployment):
 def test_audit_fails_on_an_over_budget_ledger(deployment):
     _, work, _ = deployment
     ledger = work / "securepipe-state" / "privacy-budget" / "patients.json"
-    restore = _restoring(ledger)
+    restore = _restoring(work / "securepipe-state")
     record = json.loads(ledger.read_text())
     record["budget"]["epsilon"] = 0.5  # less than the run already spent
     ledger.write_text(json.dumps(record))

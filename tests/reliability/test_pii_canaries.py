@@ -86,7 +86,7 @@ def canary_runs(airflow_home, kms_env, tmp_path_factory):
     leaky["columns"]["email"] = {"entity": "NONE"}  # a policy gap: the gate must catch it
     (policies / "leaky.yaml").write_text(yaml.safe_dump(leaky))
     env["AIRFLOW_VAR_SECUREPIPE_POLICY_DIR"] = str(policies)
-    env["AIRFLOW_VAR_SECUREPIPE_LANDING_ROOT"] = str(work / "landing")
+    env["AIRFLOW_VAR_SECUREPIPE_LANDING_ROOT"] = f"file://{work / 'landing'}"
     os.environ.update(env)
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["secure_training"]
 
