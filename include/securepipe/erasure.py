@@ -111,7 +111,13 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         pii_report.update(manifest.get("pii_report", {}))  # the new version is masked as its source was
         rewritten.append(manifest["run_id"])
         rows_removed += int((~keep).sum())
-    landing_rows = _erase_from_landing(settings, subject_id)
+    landing_rows, landing_before, landing_after = _erase_from_landing(settings, subject_id)
+    if landing_rows:  # record the new landing version, so lineage knows the change was ours
+        artifacts += [
+            artifact_record(settings.landing_uri, name="landing-before-erasure", kind="raw", role="input",
+                            sha256=landing_before),
+            artifact_record(settings.landing_uri, name="landing-without-subject", kind="raw", sha256=landing_after),
+        ]
     if artifacts:
         write_manifest(
             build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger={"kind": "erasure"},
@@ -126,16 +132,19 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
     return outcome
 
 
-def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> int:
-    """Rewrite the landing CSV/Parquet without the subject's rows (compared after normalizing)."""
+def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> tuple[int, str | None, str | None]:
+    """Rewrite the landing CSV/Parquet without the subject's rows (compared after normalizing).
+
+    Returns the rows removed and the file's SHA-256 before and after."""
     from securepipe.ingest import input_format, iter_frames
-    from securepipe.storage import atomic_write
+    from securepipe.storage import atomic_write, sha256_file
 
     if not settings.landing_uri:
-        return 0
+        return 0, None, None
     path = settings.open_uri(settings.landing_uri)
     if not path.exists():
-        return 0
+        return 0, None, None
+    before = sha256_file(path)
     wanted = " ".join(subject_id.split()).casefold()
     import pandas as pd
 
@@ -149,7 +158,7 @@ def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> int:
                 frame[keep].to_csv(handle, index=False)
             else:
                 frame[keep].to_parquet(handle, index=False)
-    return removed
+    return removed, before, sha256_file(path)
 
 
 def erasures_honored(settings: ErasureSettings) -> dict:

@@ -421,3 +421,22 @@ def test_record_and_require(state):
     with pytest.raises(GateFailed, match="privacy_budgets failed: over budget"):
         checks.require_ok(failed)
     assert checks.require_ok(checks.result("x", True))["ok"]
+
+
+def test_lineage_accepts_a_file_rewritten_by_a_recorded_run_but_not_behind_its_back(state):
+    from securepipe.audit.checks import check_lineage_complete
+    from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
+
+    landing = state / "landing.csv"
+    landing.write_text("v1\n")
+    first = artifact_record(landing, name="landing", kind="raw", role="input")
+    write_manifest(build_manifest(dag_id="secure_training", run_id="r1", trigger=trigger_info("manual"),
+                                  artifacts=[first]))
+    landing.write_text("v2\n")  # an erasure rewrites the landing file and records the new version
+    write_manifest(build_manifest(dag_id="erasure_request", run_id="e1", trigger=trigger_info("manual"),
+                                  artifacts=[artifact_record(landing, name="landing", kind="raw")]))
+    assert check_lineage_complete()["ok"]
+    landing.write_text("v3, edited by hand\n")
+    outcome = check_lineage_complete()
+    assert not outcome["ok"]
+    assert {loc["problem"] for loc in outcome["details"]["locations"]} == {"content changed since the run recorded it"}

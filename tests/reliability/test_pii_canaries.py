@@ -25,7 +25,7 @@ CANARIES = {
     "name": "Quintessa Vorhalberg",
     "email": "quintessa.vorhalberg.canary@example.org",
     "phone": "(617) 555-0199",
-    "ssn": "219-09-9999",
+    "ssn": "512-44-7391",  # a valid SSN shape (219-09-9999 is on the SSA blacklist)
     "card_number": "4929 8761 2345 6782",
     "address": "8123 Canaryfield Blvd, Boston, MA 02118",
     "patient_id": "MRN-7654321",

@@ -219,7 +219,7 @@ def _artifact_problems(artifact: dict) -> list[str]:
     from securepipe.lineage.manifest import ARTIFACT_FIELDS
 
     problems = [f"no {name}" for name in ARTIFACT_FIELDS if artifact.get(name) in (None, "", {})]
-    if _is_lineage_root(artifact):  # the external drop file: not ours to have encrypted
+    if artifact.get("kind") in ROOT_KINDS:  # the external drop file (or its erasure rewrite): not ours to encrypt
         problems = [p for p in problems if p not in ("no kms_key_arn", "no encryption_context")]
     return problems
 
@@ -243,6 +243,13 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
     seen_runs: set[tuple[str, str]] = set()
     artifact_uris: set[str] = set()
     valid = [(path, m) for path, m in manifests if isinstance(m, dict)]
+    # Every version a run wrote at a URI: a file that now holds a later recorded version changed
+    # through the pipeline (an erasure rewrites the landing file), not behind its back.
+    versions = {}
+    for _, manifest in valid:
+        for artifact in manifest.get("artifacts") or []:
+            if artifact.get("role") == "output" and artifact.get("uri"):
+                versions.setdefault(artifact["uri"], set()).add(artifact.get("sha256"))
     for path, manifest in manifests:
         if manifest is None:
             problems.append({"manifest": path.name, "problem": "not valid JSON"})
@@ -260,7 +267,8 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
             uri = artifact.get("uri") or ""
             if verify_local_artifacts and uri.startswith("file://") and artifact.get("sha256"):
                 local = Path(uri[len("file://"):])
-                if local.is_file() and sha256_file(local) != artifact["sha256"]:
+                current = sha256_file(local) if local.is_file() else None
+                if current is not None and current != artifact["sha256"] and current not in versions.get(uri, ()):
                     problems.append({"manifest": path.name, "artifact": artifact.get("name"),
                                      "problem": "content changed since the run recorded it"})
         model = manifest.get("model")
