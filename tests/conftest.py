@@ -1,14 +1,32 @@
 """Shared fixtures: a real KMS emulator (moto server on loopback) for the session."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Airflow reads its settings once, on first import, wherever that happens (a test importing
+# airflow.sdk, a fixture): so the whole session's AIRFLOW_HOME and DB are fixed here, first.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="securepipe-test-airflow-"))
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+AIRFLOW_TEST_ENV = {
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "PYTHONPATH": os.pathsep.join([str(REPO / "dags"), str(REPO / "include")]),
+}
+os.environ.update(AIRFLOW_TEST_ENV)
 
 # No test may reach the network: Presidio's tldextract would try to download a suffix list.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
@@ -49,21 +67,10 @@ def kms_env():
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory):
-    """A temp AIRFLOW_HOME with a migrated SQLite DB, set for this process and its children."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "dags"), str(REPO / "include")]),
-    }
-    os.environ.update(env)
+def airflow_home():
+    """The session's AIRFLOW_HOME (set at import, above) with a migrated SQLite DB."""
     sys.path.insert(0, str(REPO / "dags"))
     from airflow.utils import db
 
     db.initdb()
-    return SimpleNamespace(path=home, env={**os.environ, **env})
+    return SimpleNamespace(path=AIRFLOW_HOME, env={**os.environ, **AIRFLOW_TEST_ENV})

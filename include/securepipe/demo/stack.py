@@ -76,8 +76,11 @@ class StackConfig:
 
     def env(self) -> dict[str, str]:
         home = self.home
+        # Nothing Airflow-related leaks in from the caller's environment (a test session's own
+        # AIRFLOW_HOME, DB or unit-test mode): a stack is configured by this object alone.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env = {
-            **os.environ,
+            **inherited,
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
