@@ -152,3 +152,18 @@ def test_erasure_removes_the_subject_and_the_audit_proves_it(deployment):
     state, report = _audit(deployment)
     assert state == "success", _failed(report)
     assert report["erasures_honored"]["details"]["erased_subjects"] == 1
+
+
+def test_an_over_budget_run_is_refused_before_training(deployment):
+    dags, work, _ = deployment
+    ledger = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
+    spent = sum(r["epsilon"] for r in ledger["runs"].values())
+    target = round(min(10.0, ledger["budget"]["epsilon"] - spent + 0.5), 2)  # more than what is left
+    run = dags["secure_training"].test(run_conf={"epochs": 2, "rows_per_shard": 200, "target_epsilon": target})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed"
+    assert states["check_budget"] == "failed" and states["train_model"] == "upstream_failed"
+    after = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
+    assert after["runs"] == ledger["runs"]  # nothing charged
+    events = [json.loads(line)["event"] for line in (work / "securepipe-state" / "audit.jsonl").read_text().splitlines()]
+    assert "training.budget_refused" in events
