@@ -79,3 +79,13 @@ def test_erasure_requests_emit_no_lineage_events():
     policy = yaml.safe_load(SERVICES["scheduler"]["environment"]["AIRFLOW__OPENLINEAGE__EMISSION_POLICY"])
     assert policy == yaml.safe_load(ERASURE_LINEAGE_POLICY)
     assert policy[0]["scope"] == {"dag_id": "erasure_request"} and policy[0]["controls"]["emit"] is False
+
+
+def test_every_shipped_policy_loads():
+    """The policies an operator can pick by name (the Dockerfile copies policies/) are valid."""
+    from securepipe.pii import load_policy
+
+    shipped = sorted((REPO / "policies").glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        load_policy(str(path))
