@@ -85,7 +85,9 @@ class StackConfig:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Paused until triggered through `trigger`: no scheduled run (a daily audit, a weekly
+            # retrain) starts by itself in a demo or test stack and competes for its two cores.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__FERNET_KEY": _secret_file(home, "fernet.key", _fernet_key),
@@ -233,6 +235,7 @@ class AirflowStack:
             time.sleep(1)
 
     def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> str:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}?update_mask=is_paused", {"is_paused": False})
         body = {"logical_date": None, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
