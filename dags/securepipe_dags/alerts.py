@@ -26,13 +26,11 @@ def alert_payload(context) -> dict:
 
 
 def notify_failure(context) -> None:
-    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
-    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.audit.log import state_audit_log
 
     payload = alert_payload(context)
-    state = settings.state_dir()
-    AuditLog(state / LOG_FILE_NAME, key_path=state / KEY_FILE_NAME, kms_key_id=settings.kms_key_id(),
-             aws=settings.aws_settings()).append("compliance.alert", payload)
+    state_audit_log(settings.state_dir(), kms_key_id=settings.kms_key_id(),
+                    aws=settings.aws_settings()).append("compliance.alert", payload)
     conn_id = settings.variable("securepipe_alert_conn_id", "")
     if not conn_id:
         return

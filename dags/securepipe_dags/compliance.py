@@ -63,11 +63,11 @@ def _users() -> list[dict]:
 
 
 def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
-    import re
+    from securepipe.pipeline import safe_run_id
 
     rows = _query(db_url, "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")
-    # The pipeline records runs under a path-safe run id (see securepipe_dags.runs).
-    return [(dag_id, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:120]) for dag_id, run_id in rows]
+    # The pipeline records runs under a path-safe run id.
+    return [(dag_id, safe_run_id(run_id)) for dag_id, run_id in rows]
 
 
 def _retention() -> list:

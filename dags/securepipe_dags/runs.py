@@ -8,13 +8,12 @@ ever passes through XCom.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from securepipe.errors import InputError
+from securepipe.pipeline import safe_run_id
 from securepipe_dags import settings
 
-_SAFE_RUN_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _trigger(context) -> dict:
@@ -51,7 +50,7 @@ def prepare(context) -> dict:
     policy_path = "" if policy_name == "default" else str(policy_dir / f"{policy_name}.yaml")
     if policy_path and not Path(policy_path).is_file():
         raise InputError(f"{policy_name}.yaml", "masking policy not found in the policy directory")
-    run_id = _SAFE_RUN_ID.sub("_", context["run_id"])[:120]
+    run_id = safe_run_id(context["run_id"])
     return {
         "run_id": run_id,
         "airflow_run_id": context["run_id"],
@@ -86,7 +85,7 @@ def settings_for(run: dict):
 def erasure_settings(context):
     from securepipe.erasure import ErasureSettings
 
-    run_id = _SAFE_RUN_ID.sub("_", context["run_id"])[:120]
+    run_id = safe_run_id(context["run_id"])
     return ErasureSettings(
         erasure_run_id=run_id,
         dataset=context["params"]["dataset"],

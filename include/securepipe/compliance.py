@@ -20,6 +20,7 @@ from typing import Callable
 
 from securepipe.config import AwsSettings
 from securepipe.errors import GateFailed, SecurePipeError
+from securepipe.storage import resolve_uri
 
 CHECK_NAMES = (
     "storage_encrypted",
@@ -66,16 +67,12 @@ class AuditSettings:
     def ledger_path(self) -> Path:
         return self.state_dir
     def audit_log(self):
-        from securepipe.audit.log import LOG_FILE_NAME, AuditLog
-        from securepipe.audit.signing import KEY_FILE_NAME
+        from securepipe.audit.log import state_audit_log
 
-        return AuditLog(self.state_dir / LOG_FILE_NAME, key_path=self.state_dir / KEY_FILE_NAME,
-                        kms_key_id=self.kms_key_id, aws=self.aws)
+        return state_audit_log(self.state_dir, kms_key_id=self.kms_key_id, aws=self.aws)
 
     def open_uri(self, uri: str):
-        if self.resolve_uri is not None:
-            return self.resolve_uri(uri)
-        return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+        return resolve_uri(uri, self.resolve_uri)
 
 
 def sensitive_index(settings: AuditSettings):

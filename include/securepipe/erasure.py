@@ -23,6 +23,7 @@ from typing import Callable
 
 from securepipe.config import AwsSettings
 from securepipe.errors import InputError
+from securepipe.storage import resolve_uri
 
 
 @dataclass
@@ -38,9 +39,7 @@ class ErasureSettings:
     resolve_uri: Callable[[str], object] | None = None
 
     def open_uri(self, uri: str):
-        if self.resolve_uri is not None:
-            return self.resolve_uri(uri)
-        return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+        return resolve_uri(uri, self.resolve_uri)
 
 
 def subject_token(settings: ErasureSettings, subject_id: str, entity: str) -> str:
@@ -75,15 +74,13 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
     """Rewrite every affected masked version and the landing input without the subject; return counts only."""
     import pandas as pd
 
-    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
-    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.audit.log import state_audit_log
     from securepipe.crypto import decrypt_to_bytes, encrypt_bytes
     from securepipe.lineage.manifest import artifact_record, build_manifest, write_manifest
 
     if not subject_id or len(subject_id) > 256:
         raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
-    audit = AuditLog(settings.state_dir / LOG_FILE_NAME, key_path=settings.state_dir / KEY_FILE_NAME,
-                     kms_key_id=settings.kms_key_id, aws=settings.aws)
+    audit = state_audit_log(settings.state_dir, kms_key_id=settings.kms_key_id, aws=settings.aws)
     tokens, rewritten, rows_removed, artifacts, pii_report = set(), [], 0, [], {}
     for manifest, artifact in _masked_versions(settings):
         token = subject_token(settings, subject_id, _subject_entity(manifest, settings.subject_column))
@@ -163,13 +160,12 @@ def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> tuple[int
 
 def erasures_honored(settings: ErasureSettings) -> dict:
     """Compliance check: no stored masked version holds a subject erased earlier (by pseudonym token)."""
-    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
-    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.audit.log import state_audit_log
     from securepipe.crypto import decrypt_to_bytes
 
     import pandas as pd
 
-    audit = AuditLog(settings.state_dir / LOG_FILE_NAME, key_path=settings.state_dir / KEY_FILE_NAME)
+    audit = state_audit_log(settings.state_dir)
     erased = {t for e in audit.entries() if e.get("event") == "erasure.completed"
               for t in e["payload"].get("subject_tokens", [])}
     offending = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -26,6 +27,11 @@ from typing import Any
 
 from securepipe.config import AwsSettings
 from securepipe.errors import GateFailed, SecurePipeError
+
+
+def safe_run_id(airflow_run_id: str) -> str:
+    """Airflow run ids hold ':' and '+'; storage keys, ledger entries and manifests use this form."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", airflow_run_id)[:120]
 
 
 @dataclass
@@ -99,11 +105,9 @@ def _load_frame(run: RunSettings, record: dict, kms=None):
 
 def audit_log(run: RunSettings):
     """The run's audit log, signed under the evidence key (KMS-wrapped under the run's key)."""
-    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
-    from securepipe.audit.signing import KEY_FILE_NAME
+    from securepipe.audit.log import state_audit_log
 
-    return AuditLog(run.state_dir / LOG_FILE_NAME, key_path=run.state_dir / KEY_FILE_NAME,
-                    kms_key_id=run.kms_key_id, aws=run.aws)
+    return state_audit_log(run.state_dir, kms_key_id=run.kms_key_id, aws=run.aws)
 
 
 def _audit(run: RunSettings, event: str, payload: dict, idempotency_key: str | None = None) -> None:

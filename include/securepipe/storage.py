@@ -64,6 +64,11 @@ def atomic_write(path, mode: str = "wb") -> Iterator[BinaryIO]:
         raise
 
 
+def resolve_uri(uri: str, resolver=None):
+    """A path object for `uri`: `resolver` (e.g. an ObjectStoragePath factory) when given, else local."""
+    return resolver(uri) if resolver is not None else local_path(uri)
+
+
 def open_read(path) -> BinaryIO:
     if is_local(path):
         return open(local_path(path), "rb")

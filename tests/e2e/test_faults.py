@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 import time
 
 import pytest
 
+from securepipe.pipeline import safe_run_id
 from securepipe.synth import write_patients
 
 from .conftest import is_ciphertext_bytes, start_worker, stored_objects
@@ -40,7 +40,7 @@ def _assert_storage_clean(emulator) -> None:
 def _no_duplicates(stack, run_id: str) -> None:
     """One manifest entry and one ledger charge for the run, however often its tasks ran."""
     state = stack.config.home / "securepipe-state"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)[:120]
+    safe = safe_run_id(run_id)
     events = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
     keys = [e["idempotency_key"] for e in events if e.get("idempotency_key")]
     assert not [k for k, n in collections.Counter(keys).items() if n > 1], "duplicate audit entries"

@@ -119,8 +119,10 @@ def test_each_path_ended_as_expected(canary_runs):
 def test_failed_runs_published_nothing(canary_runs):
     runs, work, *_ = canary_runs
     published = {p.parent.name for p in (work / "storage").rglob("dataset.parquet.enc")}
-    safe_ids = {re.sub(r"[^A-Za-z0-9._-]+", "_", r.run_id)[:120] for r in runs.values()}
-    assert published & safe_ids == {re.sub(r"[^A-Za-z0-9._-]+", "_", runs["success"].run_id)[:120]}
+    from securepipe.pipeline import safe_run_id
+
+    safe_ids = {safe_run_id(r.run_id) for r in runs.values()}
+    assert published & safe_ids == {safe_run_id(runs["success"].run_id)}
 
 
 def test_no_canary_anywhere_but_ciphertext(canary_runs):
