@@ -1,0 +1,232 @@
+"""Person names and identifying places in free text, found by rules that do not need NER.
+
+Threat model: a name that the NER model misses is published. The small spaCy model
+misses names in forms it rarely saw ("Brown, Maria", "Prof. Dr. med. Karl-Heinz
+Müller-Lüdenscheidt", "Jean-Luc de la Fontaine MD", names in lists and headings), and
+names of people from outside the English-speaking world. So names are also found
+the way Philter finds them, by what they are not: a capitalized word that is not a
+known common word (a shipped lexicon of English, German and French words; see
+`lexicon`) and stands where a name can stand is masked. Known given names and
+surnames, titles ("Dr.", "Frau", "Mme"), degrees ("MD", "PhD", "B.Sc."), the words
+that announce a person ("patient", "spouse", "seen by") and the "Last, First" order
+widen or confirm a span. Places (cities, countries, and hospitals or clinics named
+in the text) are found the same way and reported as LOCATION.
+
+Trade-off, recall first: a capitalized word outside the lexicon (a rare drug brand,
+a foreign word) is masked as a name. Medical eponyms followed by the word they name
+("Parkinson's disease", "Glasgow Coma Scale") are not.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Iterator
+
+from securepipe.pii.addresses import NAME_WORD, _LOW, _UP
+from securepipe.pii.recognizers import LOCATION, PERSON, Recognizer, Span
+
+COMMON, AMBIGUOUS, NAME, PLACE, UNKNOWN = "C", "A", "N", "P", "?"
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> dict[str, str]:
+    """word (lower case) -> category, from the file `tools/build_lexicon.py` writes."""
+    data = resources.files("securepipe.pii").joinpath("data/lexicon.tsv.gz").read_bytes()
+    entries = {}
+    for line in gzip.decompress(data).decode("utf-8").splitlines():
+        word, _, category = line.partition("\t")
+        entries[word] = category
+    entries.update(dict.fromkeys(CLINICAL_WORDS, COMMON))
+    return entries
+
+
+def category(word: str) -> str:
+    return lexicon().get(word.lower().strip(".’'"), UNKNOWN)
+
+
+# Words of clinical notes that are often capitalized and that a general lexicon lacks.
+CLINICAL_WORDS = frozenset("""
+pt pts hpi ros pmh psh fhx shx nkda nka prn qhs qid tid bid qd po iv im sc sq subq npo dnr dni sob doe cp abd
+ekg ecg cbc bmp cmp lft lfts tsh inr ptt bnp hba1c a1c ldl hdl egfr bun wbc rbc hgb hct plt esr crp spo2 o2 bp hr
+rr gcs bmi ct cta mri mra pet cxr ua ucx echo tte tee eeg emg ncs copd chf cad ckd esrd afib dvt pe uti uri gerd
+ibs ibd cva tia mi stemi nstemi acs htn hld dm t2dm iddm niddm osa bph ptsd adhd ocd hiv hcv hbv tb ards sirs
+icu ccu nicu picu ed er or pacu snf ltc rehab pcp np rn lpn cna md do pa-c dds pharmd crna lcsw msw ot pt slp
+lisinopril metformin atorvastatin amlodipine metoprolol losartan simvastatin omeprazole pantoprazole
+levothyroxine albuterol gabapentin hydrochlorothiazide hctz furosemide lasix warfarin coumadin apixaban eliquis
+rivaroxaban xarelto clopidogrel plavix insulin glargine lantus humalog novolog prednisone prednisolone
+methylprednisolone dexamethasone ibuprofen acetaminophen tylenol naproxen aspirin asa tramadol oxycodone
+hydrocodone morphine dilaudid fentanyl ondansetron zofran sertraline zoloft fluoxetine prozac citalopram
+escitalopram lexapro bupropion wellbutrin trazodone quetiapine seroquel olanzapine risperidone aripiprazole
+lorazepam ativan alprazolam xanax clonazepam diazepam zolpidem ambien montelukast singulair fluticasone
+budesonide tiotropium spiriva advair symbicort amoxicillin augmentin azithromycin zithromax doxycycline
+cephalexin keflex ciprofloxacin levofloxacin ceftriaxone vancomycin piperacillin tazobactam zosyn
+metronidazole flagyl nitrofurantoin macrobid bactrim sulfamethoxazole trimethoprim carvedilol coreg diltiazem
+verapamil digoxin spironolactone torsemide bumetanide tamsulosin flomax finasteride sitagliptin januvia
+empagliflozin jardiance dapagliflozin farxiga semaglutide ozempic liraglutide victoza dulaglutide trulicity
+glipizide glyburide pioglitazone allopurinol colchicine methotrexate hydroxychloroquine plaquenil adalimumab
+humira etanercept enbrel infliximab remicade potassium magnesium calcium vitamin cholecalciferol ferrous
+sulfate folic cyanocobalamin heparin enoxaparin lovenox nitroglycerin isosorbide hydralazine clonidine
+labetalol nifedipine propranolol atenolol valsartan entresto sacubitril rosuvastatin crestor pravastatin
+ezetimibe zetia fenofibrate
+""".split())
+
+_TITLES = (r"(?:Dr|Drs|Doctor|Docteur|Dott|Dott\.ssa|Mr|Mrs|Ms|Mx|Miss|Mstr|Master|Prof|Professor|Pr|Sir|Dame|"
+           r"Lady|Lord|Rev|Revd|Reverend|Fr|Father|Sister|Sr|Nurse|Judge|Justice|Herr|Frau|Hr|Fräulein|Frl|Mme|"
+           r"Mlle|Mmes|Madame|Mademoiselle|Monsieur|MM|Me|Maître|Maitre|Sig|Sig\.ra|Sra|Srta|Don|Doña|Dña|Dipl\.-Ing|"
+           r"Ing|Mag|Univ\.-Prof|Priv\.-Doz|PD)")
+_TITLE_CHAIN = rf"{_TITLES}\.?(?:\s+(?:{_TITLES}\.?|med\.|rer\.\s?nat\.|phil\.|dent\.|vet\.|habil\.|h\.c\.|"\
+               r"jur\.|oec\.|pharm\.|sc\.)){0,4}"
+# "M." (Monsieur) only before a capitalized word, as a title.
+_M_TITLE = r"\bM\.(?=\s+[A-ZÀ-Þ])"
+_DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|D\.?D\.?S\.?|D\.?M\.?D\.?|D\.?V\.?M\.?|"
+            r"MBBS|MBChB|FRCP|FRCS|FRCPC|MRCP|MRCS|FACP|FACS|FAAP|MSc|M\.Sc\.|BSc|B\.Sc\.|B\.A\.|M\.A\.|BA|MA|MBA|"
+            r"MPH|MSN|BSN|DNP|LPN|CNA|PharmD|Pharm\.D\.|OD|DPM|CRNA|LCSW|PsyD|EdD|JD|LLM|LL\.M\.|Esq\.?|Jr\.?|Sr\.?|"
+            r"II|III|IV|Dipl\.-Ing\.|Dipl\.-Kfm\.|Dipl\.-Psych\.|Dr\.\s?med\.|MdB|M\.Eng\.|B\.Eng\.|LL\.B\.)")
+_PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
+_INITIAL = r"[A-Z]\."
+# A name token: a capitalized word or an initial; particles may sit between tokens.
+_TOKEN = rf"(?:{NAME_WORD}|{_INITIAL}|[{_UP}]{{2,}}(?=[\s,]))"
+_RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
+_TITLE_BEFORE = re.compile(rf"(?:\b{_TITLE_CHAIN}|{_M_TITLE})\s*$")
+_DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
+# Words after which a capitalized run is a person.
+_ANNOUNCERS = re.compile(
+    r"(?i:\b(?:patient(?:in|e)?|pt|client|resident|member|subject|name[d]?|called|nom|nommée?|"
+    r"spouse|wife|husband|partner|son|daughter|mother|father|mom|dad|brother|sister|sibling|aunt|uncle|"
+    r"cousin|grand(?:mother|father|son|daughter)|niece|nephew|guardian|caregiver|carer|friend|neighbou?r|"
+    r"(?:seen|referred|signed|dictated|transcribed|reviewed|examined|evaluated|treated|accompanied|visited|"
+    r"discussed|authored|approved|witnessed|cosigned|prescribed|performed)\s+by|attending|resident|fellow|"
+    r"intern|physician|surgeon|doctor|nurse|therapist|pharmacist|psychologist|pcp|provider|consultant|"
+    r"cardiologist|oncologist|neurologist|radiologist|anesthesiologist|pediatrician|dentist|midwife|"
+    r"contact|emergency\s+contact|next\s+of\s+kin|nok|poa|proxy|cc|to|from|with|and|dear|"
+    r"ehefrau|ehemann|sohn|tochter|mutter|vater|bruder|schwester|hausarzt|hausärztin|ärztin|arzt|"
+    r"épouse|époux|fils|fille|mère|père|frère|sœur|soeur|médecin(?:\s+traitant)?|infirmière?|"
+    r"applicant|applicants|claimant|petitioner|respondent|defendant|plaintiff|appellant|witness|counsel|"
+    r"lawyer|solicitor|barrister|advocate|represented\s+by|born|née|nee|alias|aka)\s*[:,]?\s*)$"
+)
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n•*>|]\s*|^\s*[-–]\s*|\n\s*[-–]\s*)$")
+# A capitalized word followed by one of these is an eponym or a title, not a person.
+_EPONYM_AFTER = re.compile(
+    r"^(?:['’]s?\s+)?(?:disease|syndrome|sign|signs|scale|score|criteria|classification|index|reflex|maneuver|"
+    r"manoeuvre|test|procedure|operation|catheter|tube|fracture|palsy|phenomenon|law|method|technique|stain|"
+    r"formula|equation|cell|cells|node|nodes|ulcer|tumou?r|lymphoma|sarcoma|disorder|triad|reaction|position|"
+    r"Coma|Criteria|Score|Scale|Disease|Syndrome)\b"
+)
+_FACILITY_WORDS = (r"(?:Hospital|Hospitals|General|Clinic|Clinics|Infirmary|Sanatorium|Hospice|Medical\s+Cent(?:er|re)|"
+                   r"Health\s+Cent(?:er|re)|Health\s+System|Healthcare|Health\s+Care|Nursing\s+Home|Care\s+Home|"
+                   r"Rehabilitation\s+Cent(?:er|re)|Rehab|Surgery|Practice|Memorial|Children['’]s|University\s+Hospital|"
+                   r"Cancer\s+Cent(?:er|re)|Medical\s+Group|Pharmacy|Laboratory|Labs|Klinikum|Klinik|Kliniken|"
+                   r"Krankenhaus|Spital|Praxis|Uniklinik|Universitätsklinikum|Hôpital|Hopital|Clinique|Polyclinique|"
+                   r"Maternité|EHPAD|CHU|CHR|Centre\s+Hospitalier|Ospedale|Policlinico|Hospitalario)")
+_FACILITY = re.compile(
+    rf"(?:(?:\b(?:St\.?|Saint|Sankt|San|Santa|Sainte|Ste\.?|Mount|Mt\.?)\s+)?(?:{NAME_WORD}\s+){{1,4}}{_FACILITY_WORDS}\b"
+    rf"(?:\s+(?:of|de|du|des|für|di)\s+{NAME_WORD}(?:\s+{NAME_WORD}){{0,2}})?"
+    rf"|\b(?:Klinikum|Klinik|Krankenhaus|Spital|Hôpital|Hopital|Clinique|Polyclinique|CHU|CHR|Centre\s+Hospitalier|"
+    rf"Ospedale|Hospital|Universitätsklinikum|Uniklinik)\s+(?:(?:de\s+la|de\s+l['’]|de|du|des|der|am|an\s+der|"
+    rf"Universitario|Universitaire|Régional|Regional)\s+)?{NAME_WORD}(?:[\s-]{NAME_WORD}){{0,3}})"
+)
+
+
+def _is_sentence_start(text: str, start: int) -> bool:
+    return _SENTENCE_START.search(text, max(0, start - 4), start) is not None or start == 0
+
+
+def _tokens(run: str, offset: int) -> list[tuple[int, int, str]]:
+    return [(offset + m.start(), offset + m.end(), m.group())
+            for m in re.finditer(rf"{_TOKEN}|{_PARTICLE}(?=\s)", run)]
+
+
+def _kind(word: str) -> str:
+    if re.fullmatch(_INITIAL, word):
+        return NAME
+    if re.fullmatch(_PARTICLE, word):
+        return "particle"
+    if word.isupper() and len(word) > 1:
+        # An upper-case word is an acronym unless the lexicon knows it as a name or place.
+        found = category(word)
+        return found if found in (NAME, PLACE) else COMMON
+    return category(word)
+
+
+class NameRecognizer(Recognizer):
+    """Person names from titles, degrees, announcing words, "Last, First" and unknown words."""
+
+    name = "person_rules"
+    entity = PERSON
+    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]")
+
+    def find(self, text: str) -> Iterator[Span]:
+        for match in _RUN.finditer(text):
+            yield from self._judge(text, match.start(1), match.group(1))
+
+    def _judge(self, text: str, start: int, run: str) -> Iterator[Span]:
+        tokens = _tokens(run, start)
+        if not tokens:
+            return
+        before = text[max(0, start - 40):start]
+        after = text[tokens[-1][1]:tokens[-1][1] + 30]
+        kinds = [_kind(word) for _, _, word in tokens]
+        titled = _TITLE_BEFORE.search(before) is not None
+        announced = _ANNOUNCERS.search(before) is not None
+        degree = _DEGREE_AFTER.match(after) is not None
+        if _EPONYM_AFTER.match(after) and not titled:
+            tokens, kinds = tokens[:-1], kinds[:-1]
+        # A sentence's first word is capitalized anyway: it counts only if it is not a common word.
+        if tokens and _is_sentence_start(text, tokens[0][0]) and kinds[0] in (COMMON, AMBIGUOUS) \
+                and not (titled or announced):
+            tokens, kinds = tokens[1:], kinds[1:]
+        while tokens and kinds[0] in (COMMON, "particle"):
+            tokens, kinds = tokens[1:], kinds[1:]
+        while tokens and kinds[-1] in (COMMON, "particle"):
+            tokens, kinds = tokens[:-1], kinds[:-1]
+        if not tokens:
+            return
+        strong = sum(k in (NAME, UNKNOWN) for k in kinds)
+        named = titled or announced or degree
+        if strong == 0 and not (named and any(k in (AMBIGUOUS, PLACE) for k in kinds)):
+            if not (len(tokens) >= 2 and sum(k == AMBIGUOUS for k in kinds) >= 2):
+                return
+        if all(k == PLACE for k in kinds if k != "particle") and not named:
+            return  # PlaceRecognizer reports it
+        if strong == 0 and kinds.count(UNKNOWN) == 0 and len(tokens) == 1 and not named:
+            return
+        score = 0.85 if named else (0.7 if NAME in kinds else 0.5)
+        yield Span(tokens[0][0], tokens[-1][1], PERSON, score)
+        # "Last, First": a name run followed by a comma and a given name.
+        tail = re.match(rf",\s*({_TOKEN}(?:\s+{_TOKEN})?)", text[tokens[-1][1]:tokens[-1][1] + 40])
+        if tail:
+            first_kinds = [_kind(w) for w in tail.group(1).split()]
+            if first_kinds and first_kinds[0] in (NAME, AMBIGUOUS) and (NAME in kinds or named):
+                end = tokens[-1][1] + tail.end(1)
+                yield Span(tokens[0][0], end, PERSON, score)
+
+
+class PlaceRecognizer(Recognizer):
+    """Cities, countries and states the lexicon knows, and hospitals or clinics by name."""
+
+    name = "place_rules"
+    entity = LOCATION
+    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]")
+
+    def find(self, text: str) -> Iterator[Span]:
+        for match in _FACILITY.finditer(text):
+            yield Span(match.start(), match.end(), LOCATION, 0.8)
+        for match in _RUN.finditer(text):
+            yield from self._places(text, match.start(1), match.group(1))
+
+    def _places(self, text: str, start: int, run: str) -> Iterator[Span]:
+        words = [(m.start(), m.end()) for m in re.finditer(r"\S+", run)]
+        entries = lexicon()
+        index = 0
+        while index < len(words):
+            # The longest known place name starting at this word.
+            for stop in range(min(len(words), index + 5), index, -1):
+                phrase = run[words[index][0]:words[stop - 1][1]].rstrip(".,")
+                if entries.get(phrase.lower()) == PLACE and phrase[:1].isupper():
+                    yield Span(start + words[index][0], start + words[index][0] + len(phrase), LOCATION, 0.7)
+                    index = stop
+                    break
+            else:
+                index += 1

