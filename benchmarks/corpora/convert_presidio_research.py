@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from corpus_writer import arguments, hash_split, report, write_corpus
+from corpus_writer import group_by_split, hash_split, run
 
 DATA_FILE = "data/synth_dataset_v2.json"
 META = {
@@ -55,12 +55,7 @@ def documents(source: Path) -> list[dict]:
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0])
-    converted = documents(args.source)
-    splits = {name: [{k: v for k, v in d.items() if k != "split"} for d in converted if d["split"] == name]
-              for name in ("dev", "test")}
-    report(META["name"], args.out, write_corpus(args.out, META, splits, sample_bytes=args.sample_bytes))
-
+    run(__doc__.splitlines()[0], META, lambda source: (group_by_split(documents(source)), 0))
 
 if __name__ == "__main__":
     main()

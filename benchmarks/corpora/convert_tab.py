@@ -26,7 +26,7 @@ import json
 import re
 from pathlib import Path
 
-from corpus_writer import arguments, report, write_corpus
+from corpus_writer import run
 
 SPLIT_FILES = {"train": "echr_train.json", "dev": "echr_dev.json", "test": "echr_test.json"}
 MASKED = {"DIRECT", "QUASI"}
@@ -86,24 +86,26 @@ def convert_document(document: dict) -> tuple[dict, int]:
         skipped
 
 
-def main() -> None:
-    args = arguments(__doc__.splitlines()[0])
+def splits(source: Path) -> tuple[dict[str, list[dict]], int]:
+    """The converted splits found in `source` and the number of mentions left out."""
+    converted: dict[str, list[dict]] = {}
     skipped = 0
-    splits = {}
     for split, file in SPLIT_FILES.items():
-        path = args.source / file
+        path = source / file
         if not path.exists():
             continue  # a checkout without the training split can still give dev and test
-        converted = []
+        converted[split] = []
         for document in json.loads(path.read_text(encoding="utf-8")):
             result, missed = convert_document(document)
-            converted.append(result)
+            converted[split].append(result)
             skipped += missed
-        splits[split] = converted
-    if not splits:
-        raise SystemExit(f"no {', '.join(SPLIT_FILES.values())} in {args.source}")
-    report(META["name"], args.out, write_corpus(args.out, META, splits, sample_bytes=args.sample_bytes), skipped)
+    if not converted:
+        raise SystemExit(f"no {', '.join(SPLIT_FILES.values())} in {source}")
+    return converted, skipped
 
+
+def main() -> None:
+    run(__doc__.splitlines()[0], META, splits)
 
 if __name__ == "__main__":
     main()

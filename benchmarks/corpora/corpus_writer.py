@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 SAMPLE_SPLITS = ("dev", "test")  # what a sample holds: the splits used for tuning and reporting
 
@@ -97,7 +97,20 @@ def arguments(description: str) -> argparse.Namespace:
     return args
 
 
-def report(name: str, out: Path, counts: dict[str, int], skipped: int = 0) -> None:
-    splits = ", ".join(f"{split} {count}" for split, count in counts.items())
+def group_by_split(documents: Iterable[dict]) -> dict[str, list[dict]]:
+    """Documents that carry their split under "split", grouped by it (dev first, then test)."""
+    splits: dict[str, list[dict]] = {"dev": [], "test": []}
+    for document in documents:
+        splits.setdefault(document["split"], []).append({k: v for k, v in document.items() if k != "split"})
+    return splits
+
+
+def run(description: str, meta: dict, convert: Callable[[Path], tuple[dict[str, list[dict]], int]]) -> None:
+    """A converter's command line: `convert(source)` gives the splits and the number of
+    annotations it left out; they are written and reported."""
+    args = arguments(description)
+    splits, skipped = convert(args.source)
+    counts = write_corpus(args.out, meta, splits, sample_bytes=args.sample_bytes)
+    listed = ", ".join(f"{split} {count}" for split, count in counts.items())
     note = f"; {skipped} annotations skipped (see the converter)" if skipped else ""
-    print(f"{name}: wrote {out} ({splits} documents{note})")
+    print(f"{meta['name']}: wrote {args.out} ({listed} documents{note})")
