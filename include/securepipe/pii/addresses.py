@@ -55,7 +55,8 @@ rapid rpd rest rst retreat ridge rdg rise river riv road rd route rte row run sh
 spring spg spur square sq station sta strand stravenue stra stream strm street st str summit smt terrace ter terr
 throughway trwy trace trce track trak trafficway trfy trail trl trailer trlr tunnel tunl turnpike tpke underpass
 upas union un vale valley vly viaduct via view vw village vlg ville vl vista vis walk wall way wy well wl wharf wood
-wynd yard boardwalk amble brace nook villas approach circus embankment broadway chase
+wynd yard boardwalk amble brace nook villas approach circus embankment broadway chase tér utca u. út körút
+straße strasse str. weg allee platz gasse ring damm ufer chaussee pfad steig
 """.split()
 # Street types written before the name (French, Italian, Spanish, Portuguese usage).
 _PRE_TYPES = """
@@ -64,13 +65,16 @@ rond-point passage faubourg fbg chaussée chaussee sentier hameau résidence res
 promenade montée montee côte cote traverse cité cite villa lotissement domaine ruelle carrefour rampe galerie mail
 clos via viale piazza piazzale corso largo vicolo strada borgo contrada incrocio rotonda calle avenida plaza paseo
 carrer rua travessa praça praca estrada camino carretera ronda cuesta vial pasadizo pasaje callejón callejon glorieta
-travesía travesia rambla alameda urbanización urbanizacion
+travesía travesia rambla alameda urbanización urbanizacion utca u. út tér körút krt. ul. ulica al. aleja plac os.
+trg cesta iela tänav sokak sk. cad. cadde odos leof.
 """.split()
 # German, Dutch and Nordic street names end in these.
 _SUFFIXES = """
 straße strasse str. str stra weg allee ring platz gasse gässchen damm ufer chaussee pfad steig stieg berg hof graben
 markt brücke tor kamp wall anger zeile promenade park siedlung feld höhe grund garten winkel blick bogen steg
 straat laan plein gracht kade dijk singel steeg pad dreef plantsoen baan wal burgwal gatan vägen gata vej gade veien
+gränd vegen vegur straeti stræde tie katu kuja polku tänav maantee puiestee iela gatvė utca ulica ulice cesta trg
+náměstí namesti třída trida sokak sokağı caddesi cadde bulvarı odos
 """.split()
 _DE_STARTS = (r"(?:Am|An\s+der|An\s+den|Auf\s+der|Auf\s+dem|Im|In\s+der|In\s+den|Zum|Zur|Unter\s+den|Hinter\s+der|"
               r"Vor\s+dem|Alte|Alter|Altes|Neue|Neuer|Neues|Große|Großer|Kleine|Kleiner|Lange|Langer|Obere|Untere)")
@@ -101,6 +105,8 @@ _PARTS = (
     # 7, boulevard Paulette Gosselin; 12 bis rue de la Paix; Vicolo Sgalambro, 59; rue de Gubéran 279
     (rf"(?<![\w.,/-]){HOUSE_NUMBER}(?:\s?(?:bis|ter|quater)\b)?,?\s+{_PRE}(?:\s+{_STREET_NAME}){{1,6}}", True, "pre"),
     (rf"(?<![\w-]){_PRE}(?:\s+{_STREET_NAME}){{1,6}},?\s+{HOUSE_NUMBER}(?![\w/-]|[.,]\d)", True, "pre"),
+    # Villacher Strasse 89, Erzsébet tér 19, Kálmán Imre u. 12
+    (rf"(?<![\w-]){NAME_WORD}(?:\s+{NAME_WORD}){{0,2}}\s+{_POST}\s*{HOUSE_NUMBER}(?![\w/-]|[.,]\d)", True, "post"),
     # Hahnstr. 4087, Herma-Matthäi-Ring 19, Wolf-Dietrich-Henk-Allee 7-3, Kerkstraat 12, Am Markt 5
     (rf"(?<![\w-])(?:{NAME_WORD}[\s-]){{0,3}}[{_UP}][\w'’-]*?(?i:{_words(_SUFFIXES)})\b\.?\s*{HOUSE_NUMBER}"
      rf"(?![\w/-]|[.,]\d)", True, "suffix"),
@@ -131,6 +137,10 @@ _PARTS = (
     # Four-digit postcodes with a place (AT, CH, BE, DK, NO, AU): 5833 Saalfelden am Steinernen Meer
     (rf"(?<![\w.,/-])(?:(?:A|CH|B|D|DK|N|L)-)\d{{4}}\s+{_CITY}", True, None),
     (rf"(?<![\w.,/-])\d{{4}}\s+{_CITY}", False, None),
+    # a street word and a house number in any language ("Puruntie 82", "Brisas 6802"), a place and a
+    # trailing postcode ("Domoszló Hungary 34796"): only next to other parts
+    (rf"(?<![\w-])[{_UP}][{_LOW}]{{2,}}[\w'’-]*\s+\d{{1,4}}[a-z]?\b\.?(?![\w/-]|[.,]\d)", False, None),
+    (rf"(?<![\w-])[{_UP}][\w'’-]{{2,}}\s+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
     # Flat 5 / Studio 01k / Apt. 290 / Suite 102 / Wohnung 3
     (rf"\b{_UNITS}\.?\s*#?\s*[A-Za-z]?\d{{1,5}}[A-Za-z]?\b", False, None),
     (r"#\s?\d{1,5}[A-Za-z]?\b", False, None),
@@ -160,8 +170,8 @@ def _parts():
     return [(re.compile(pattern), strong, needs) for pattern, strong, needs in _PARTS]
 
 
-_POST_SET = frozenset(_POST_TYPES)
-_PRE_SET = frozenset(_PRE_TYPES)
+_POST_SET = frozenset(t.rstrip(".") for t in _POST_TYPES)
+_PRE_SET = frozenset(t.rstrip(".") for t in _PRE_TYPES)
 _SUFFIX_TUPLE = tuple(suffix.rstrip(".") for suffix in _SUFFIXES)
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
@@ -198,11 +208,13 @@ def _announced(text: str) -> list[tuple[int, int, bool]]:
 
 
 _TOWN_BEFORE = re.compile(rf"(?:{_CITY})\s*[,\n]?\s*$")
+_NUMBER_BEFORE = re.compile(r"(?<![\w.,/-])\d{1,6}[ \t]+$")
 
 
 def _extend_back(text: str, start: int) -> int:
-    """Take in the town written before a postcode or state ("Kimberlyview, NJ 78456")."""
-    match = _TOWN_BEFORE.search(text, max(0, start - 60), start)
+    """Take in the town written before a postcode or state ("Kimberlyview, NJ 78456"), or a
+    building or postcode number written before a street ("28245 Puruntie 82")."""
+    match = _TOWN_BEFORE.search(text, max(0, start - 60), start) or _NUMBER_BEFORE.search(text, max(0, start - 8), start)
     return match.start() if match else start
 
 

@@ -85,11 +85,11 @@ _DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)
             r"MPH|MSN|BSN|DNP|LPN|CNA|PharmD|Pharm\.D\.|OD|DPM|CRNA|LCSW|PsyD|EdD|JD|LLM|LL\.M\.|Esq\.?|Jr\.?|Sr\.?|"
             r"II|III|IV|Dipl\.-Ing\.|Dipl\.-Kfm\.|Dipl\.-Psych\.|Dr\.\s?med\.|MdB|M\.Eng\.|B\.Eng\.|LL\.B\.)")
 _PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
-_INITIAL = r"[A-Z]\."
+_INITIAL = r"[A-Z]\.|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
 _TOKEN = rf"(?:{NAME_WORD}|{_INITIAL}|[{_UP}]{{2,}}(?=[\s,]))"
 _RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
-_TITLE_BEFORE = re.compile(rf"(?:\b{_TITLE_CHAIN}|{_M_TITLE})\s*$")
+_TITLE_BEFORE = re.compile(rf"(?:\b(?i:{_TITLE_CHAIN})|{_M_TITLE})\s*$")
 _DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
 # Words after which a capitalized run is a person.
 _ANNOUNCERS = re.compile(
@@ -104,9 +104,18 @@ _ANNOUNCERS = re.compile(
     r"ehefrau|ehemann|sohn|tochter|mutter|vater|bruder|schwester|hausarzt|hausärztin|ärztin|arzt|"
     r"épouse|époux|fils|fille|mère|père|frère|sœur|soeur|médecin(?:\s+traitant)?|infirmière?|"
     r"applicant|applicants|claimant|petitioner|respondent|defendant|plaintiff|appellant|witness|counsel|"
-    r"lawyer|solicitor|barrister|advocate|represented\s+by|born|née|nee|alias|aka)\s*[:,]?\s*)$"
+    r"lawyer|solicitor|barrister|advocate|represented\s+by|born|née|nee|alias|aka|said|says|told|asked|replied|"
+    r"wrote|starring|featuring|(?:directed|written|produced|composed|sung|performed|interviewed|hired|married)\s+by|"
+    r"according\s+to|thanks\s+to|meet|met|married|call\s+me|i['’]m|i\s+am|this\s+is|name\s+is|"
+    r"last\s+name(?:\s+is)?\??|first\s+name(?:\s+is)?\??|surname(?:\s+is)?|prénom|nachname|vorname)\s*[:,]?\s*)$"
 )
-_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n•*>|]\s*|^\s*[-–]\s*|\n\s*[-–]\s*)$")
+_SENTENCE_START = re.compile(r"(?:^|[.!?\n•*>|]\s*|^\s*[-–]\s*|\n\s*[-–]\s*)[\"'“‘(]?$")
+# A word the lexicon does not know looks like a name, even first in a sentence, when it carries
+# letters English words do not, or an ending of family names.
+_NAME_LOOK = re.compile(
+    r".*[À-ÖØ-öø-ÿĀ-ž].*|.*(?:ov|ova|ev|eva|ski|ska|sky|cki|cka|wicz|czyk|vić|vic|ić|ić|sson|sen|son|berg|stein|mann|"
+    r"ez|escu|opoulos|idis|oglu|oğlu|yan|ian|enko|chuk|uk|ak|ek|ec|ini|elli|etti|ucci|iou|aki|oto|ura|ita|ashi)"
+)
 # A capitalized word followed by one of these is an eponym or a title, not a person.
 _EPONYM_AFTER = re.compile(
     r"^(?:['’]s?\s+)?(?:disease|syndrome|sign|signs|scale|score|criteria|classification|index|reflex|maneuver|"
@@ -143,64 +152,113 @@ def _kind(word: str) -> str:
         return NAME
     if re.fullmatch(_PARTICLE, word):
         return "particle"
+    found = category(word)
     if word.isupper() and len(word) > 1:
-        # An upper-case word is an acronym unless the lexicon knows it as a name or place.
-        found = category(word)
-        return found if found in (NAME, PLACE) else COMMON
-    return category(word)
+        # An upper-case word is an acronym or jargon unless the lexicon knows it as a name
+        # or a place: in notes written in capitals, unknown words are not names.
+        return found if found in (NAME, PLACE, AMBIGUOUS) and len(word) > 3 else COMMON
+    return found
+
+
+def _segments(tokens: list, kinds: list) -> list[tuple[list, list]]:
+    """A capitalized run split at its common words: a name holds none ("Dr Lee Reports
+    Fever" is the name "Lee" and two words), particles excepted."""
+    segments, current = [], ([], [])
+    for token, kind in zip(tokens, kinds):
+        if kind == COMMON:
+            if current[0]:
+                segments.append(current)
+            current = ([], [])
+        else:
+            current[0].append(token)
+            current[1].append(kind)
+    if current[0]:
+        segments.append(current)
+    return segments
 
 
 class NameRecognizer(Recognizer):
-    """Person names from titles, degrees, announcing words, "Last, First" and unknown words."""
+    """Person names from titles, degrees, announcing words, "Last, First", known names and
+    unknown capitalized words; lower-case known names where two stand together."""
 
     name = "person_rules"
     entity = PERSON
-    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]")
+    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]|[{_LOW}]{{3}}")
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _RUN.finditer(text):
-            yield from self._judge(text, match.start(1), match.group(1))
+            tokens = _tokens(match.group(1), match.start(1))
+            kinds = [_kind(word) for _, _, word in tokens]
+            for segment, segment_kinds in _segments(tokens, kinds):
+                yield from self._judge(text, segment, segment_kinds)
+        yield from self._lowercase_names(text)
 
-    def _judge(self, text: str, start: int, run: str) -> Iterator[Span]:
-        tokens = _tokens(run, start)
+    def _judge(self, text: str, tokens: list, kinds: list) -> Iterator[Span]:
+        while tokens and kinds[0] == "particle":
+            tokens, kinds = tokens[1:], kinds[1:]
+        while tokens and kinds[-1] == "particle":
+            tokens, kinds = tokens[:-1], kinds[:-1]
         if not tokens:
             return
+        start, end = tokens[0][0], tokens[-1][1]
         before = text[max(0, start - 40):start]
-        after = text[tokens[-1][1]:tokens[-1][1] + 30]
-        kinds = [_kind(word) for _, _, word in tokens]
+        after = text[end:end + 30]
         titled = _TITLE_BEFORE.search(before) is not None
         announced = _ANNOUNCERS.search(before) is not None
-        degree = _DEGREE_AFTER.match(after) is not None
-        if _EPONYM_AFTER.match(after) and not titled:
-            tokens, kinds = tokens[:-1], kinds[:-1]
-        # A sentence's first word is capitalized anyway: it counts only if it is not a common word.
-        if tokens and _is_sentence_start(text, tokens[0][0]) and kinds[0] in (COMMON, AMBIGUOUS) \
-                and not (titled or announced):
-            tokens, kinds = tokens[1:], kinds[1:]
-        while tokens and kinds[0] in (COMMON, "particle"):
-            tokens, kinds = tokens[1:], kinds[1:]
-        while tokens and kinds[-1] in (COMMON, "particle"):
-            tokens, kinds = tokens[:-1], kinds[:-1]
-        if not tokens:
+        named = titled or announced or _DEGREE_AFTER.match(after) is not None
+        if not titled and _EPONYM_AFTER.match(after):
             return
         strong = sum(k in (NAME, UNKNOWN) for k in kinds)
-        named = titled or announced or degree
-        if strong == 0 and not (named and any(k in (AMBIGUOUS, PLACE) for k in kinds)):
-            if not (len(tokens) >= 2 and sum(k == AMBIGUOUS for k in kinds) >= 2):
+        if not named:
+            if all(k == PLACE for k in kinds if k != "particle"):
+                return  # PlaceRecognizer reports it
+            if strong == 0 and sum(k == AMBIGUOUS for k in kinds) < 2:
                 return
-        if all(k == PLACE for k in kinds if k != "particle") and not named:
-            return  # PlaceRecognizer reports it
-        if strong == 0 and kinds.count(UNKNOWN) == 0 and len(tokens) == 1 and not named:
-            return
+            if len(tokens) == 1 and kinds[0] == UNKNOWN and not _NAME_LOOK.fullmatch(tokens[0][2]) and (
+                    _is_sentence_start(text, start) or after.startswith(":") or tokens[0][2].endswith(".")):
+                return  # a note's heading or a sentence's first word, not a name
         score = 0.85 if named else (0.7 if NAME in kinds else 0.5)
-        yield Span(tokens[0][0], tokens[-1][1], PERSON, score)
-        # "Last, First": a name run followed by a comma and a given name.
-        tail = re.match(rf",\s*({_TOKEN}(?:\s+{_TOKEN})?)", text[tokens[-1][1]:tokens[-1][1] + 40])
+        yield Span(start, end, PERSON, score)
+        # "Last, First": a name followed by a comma and a given name.
+        tail = re.match(rf",\s*({_TOKEN}(?:\s+{_TOKEN})?)(?![\w'’-])", after)
         if tail:
             first_kinds = [_kind(w) for w in tail.group(1).split()]
-            if first_kinds and first_kinds[0] in (NAME, AMBIGUOUS) and (NAME in kinds or named):
-                end = tokens[-1][1] + tail.end(1)
-                yield Span(tokens[0][0], end, PERSON, score)
+            if first_kinds[0] in (NAME, AMBIGUOUS, UNKNOWN) and (NAME in kinds or NAME in first_kinds or named):
+                yield Span(start, end + tail.end(1), PERSON, score)
+
+    @staticmethod
+    def _lowercase_names(text: str) -> Iterator[Span]:
+        """Known names written in lower case ("olga krylova", "dr green"): two together, or one
+        after a title or an announcing word or before "'s"."""
+        for match in _LOWER_RUN.finditer(text):
+            words = [(m.start() + match.start(), m.end() + match.start(), m.group())
+                     for m in re.finditer(r"[^\W\d_][\w'’-]*", match.group())]
+            kinds = [category(w) for _, _, w in words]
+            if NAME not in kinds:
+                continue
+            start, end = words[0][0], words[-1][1]
+            before = text[max(0, start - 40):start]
+            if len(words) >= 2 and all(k in (NAME, UNKNOWN) for k in kinds) or \
+                    _TITLE_BEFORE.search(before) or _ANNOUNCERS.search(before) or text.startswith("'s", end) \
+                    or text.startswith("’s", end) or text.startswith(":", end) and len(words) == 1 and kinds[0] == NAME:
+                yield Span(start, end, PERSON, 0.5)
+
+
+_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{_LOW}][{_LOW}'’-]{{2,}}(?:\s+[{_LOW}][{_LOW}'’-]{{2,}})?(?![\w'’-])")
+
+
+def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """An NER span less the common words at its edges ("Patient Brown" -> "Brown"); None
+    when nothing name-like is left."""
+    tokens = _tokens(text[start:end], start)
+    kinds = [_kind(word) for _, _, word in tokens]
+    while tokens and kinds[0] in (COMMON, "particle"):
+        tokens, kinds = tokens[1:], kinds[1:]
+    while tokens and kinds[-1] in (COMMON, "particle"):
+        tokens, kinds = tokens[:-1], kinds[:-1]
+    if not tokens:
+        return None
+    return tokens[0][0], tokens[-1][1]
 
 
 class PlaceRecognizer(Recognizer):

@@ -264,7 +264,8 @@ class Recognizer:
 class PatternRecognizer(Recognizer):
     """Matches of scored patterns, kept when `validate` accepts them and, when `CONTEXT`
     words are required, when one of them occurs within `CONTEXT_WINDOW` characters before
-    the match. A pattern's group 1, if it has one, is the span; otherwise the whole match."""
+    the match. A pattern's group named `span`, if it has one, is the span; otherwise the
+    whole match."""
 
     PATTERNS: tuple[tuple[str, str, float], ...] = ()
     CONTEXT: tuple[str, ...] = ()
@@ -283,7 +284,7 @@ class PatternRecognizer(Recognizer):
     def find(self, text: str) -> Iterator[Span]:
         for _, pattern, score in self._patterns:
             for match in pattern.finditer(text):
-                group = 1 if match.re.groups and match.start(1) >= 0 else 0
+                group = "span" if "span" in match.re.groupindex else 0
                 start, end = match.span(group)
                 if start == end or not self.validate(match.group(group)):
                     continue
@@ -312,7 +313,7 @@ class SsnRecognizer(PatternRecognizer):
     PREFILTER = re.compile(r"\d{3}[- ]?\d{2}[- ]?\d{4}")
     PATTERNS = (
         ("ssn-delimited", r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])", 0.8),
-        ("ssn-after-label", r"(?i:\bssn|social security(?: number| no\.?)?)\W{1,5}(\d{9})\b", 0.9),
+        ("ssn-after-label", r"(?i:\bssn|social security(?: number| no\.?)?)\W{1,5}(?P<span>\d{9})\b", 0.9),
     )
 
     def find(self, text):
@@ -380,6 +381,10 @@ class DateRecognizer(PatternRecognizer):
                 r"(?![\d]|[./-]\d)", 0.8),
         ("numeric", r"(?<![\d./-])\d{1,2}\s?([./-])\s?\d{1,2}\s?\1\s?(?:\d{4}|\d{2})(?![\d]|[./-]\d)", 0.7),
     )
+    # A bare year after a word that places something in time ("in 2014", "since 1998").
+    YEAR = re.compile(r"(?i:\b(?:in|since|from|until|till|to|of|by|during|before|after|between|and|year|circa|c\.|"
+                      r"around|early|late|mid|spring|summer|autumn|fall|winter|im|seit|bis|von|jahr|en|depuis|"
+                      r"année|annee|depuis|dès|des)\s)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d|\s?(?:%|[a-zA-Z]{1,4}\b(?<!and)(?<!or)))")
     MONTH_PREFILTER = re.compile(rf"(?i)\b{_MONTH_WORD}")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
         rf"\b(?:{_WEEKDAY})?(?:the\s+|le\s+|den\s+|am\s+)?{_DAY}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
@@ -396,6 +401,8 @@ class DateRecognizer(PatternRecognizer):
     def find(self, text):
         if self.PREFILTER.search(text):
             yield from super().find(text)
+            for match in self.YEAR.finditer(text):
+                yield Span(match.start("span"), match.end("span"), DATE, 0.5)
         if self.MONTH_PREFILTER.search(text):
             for pattern in self.MONTH_PATTERNS:
                 for match in pattern.finditer(text):
@@ -423,6 +430,14 @@ class DateRecognizer(PatternRecognizer):
         return 1 <= day <= 31
 
 
+# "1900-0700", "1000-1200": a range of times or amounts, not a phone number.
+_RANGE = re.compile(r"(\d{4})\s?-\s?(\d{4})")
+
+
+def _is_hhmm(value: str) -> bool:
+    return int(value[:2]) <= 24 and int(value[2:]) < 60
+
+
 class PhoneRecognizer(PatternRecognizer):
     """Phone numbers of any country: national formats of the configured regions, +CC and
     00CC international forms, a trunk "(0)", extensions. A pattern finds candidates of at
@@ -433,7 +448,7 @@ class PhoneRecognizer(PatternRecognizer):
     PREFILTER = re.compile(r"\d[\s().\-/]?\d[\s().\-/]?\d")
     PATTERNS = (
         ("phone", r"(?<![\w+/.,-])(?:(?:\+|00)\d{1,3}[\s.\-]?(?:\(0\)\s?)?)?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,5}"
-                  r"(?:[\s.\-/]\d{1,8}){0,5}(?:\s*(?:ext\.?|x|extension|poste|Durchwahl|DW)\s*\d{1,6})?(?![\w/-]|[.,]\d)",
+                  r"(?:[\s.\-]\d{1,8}){0,5}(?:\s*(?:ext\.?|x|extension|poste|Durchwahl|DW)\s*\d{1,6})?(?![\w/-]|[.,]\d)",
          0.7),
     )
 
@@ -445,6 +460,9 @@ class PhoneRecognizer(PatternRecognizer):
         digits = len(_DIGITS.sub("", value))
         if digits < 7 or (digits < 9 and not re.search(r"[\s.\-()+]", value)):
             return False  # a short bare digit run is left to the identifier recognizers
+        ranged = _RANGE.fullmatch(value)
+        if ranged and (int(ranged[1]) < int(ranged[2]) or _is_hhmm(ranged[1]) and _is_hhmm(ranged[2])):
+            return False
         return valid_phone(value, self.regions)
 
 
@@ -470,7 +488,7 @@ class ContextIdentifierRecognizer(PatternRecognizer):
     PATTERNS = (
         ("label-value",
          rf"\b(?:{LABELS})(?:\s+(?:id|number|no|nr|num|#|code))?\.?\s*(?:is|was|:|#|=|-|no\.?|nr\.?|n°)?\s*"
-         r"((?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.](?=[A-Z0-9])){3,29})(?![\w-])", 0.85),
+         r"(?P<span>(?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.](?=[A-Z0-9])){3,29})(?![\w-])", 0.85),
     )
 
     def validate(self, value):
@@ -478,6 +496,9 @@ class ContextIdentifierRecognizer(PatternRecognizer):
         if digits < 3 or re.fullmatch(r"\d{1,3}(?:\.\d+)?", value):
             return False  # "No. 2", "1.5": counts and amounts, not identifiers
         return parse_date(value) is None
+
+
+_MEASURE = re.compile(r"(?i)\d+(?:\.\d+)?(?:\s?[-x/]\s?\d+(?:\.\d+)?)*\s?(?:[a-z]{1,5}|%)?|\d+[a-z]{0,5}-\d+[a-z]{1,5}")
 
 
 class CodeShapeRecognizer(PatternRecognizer):
@@ -492,53 +513,61 @@ class CodeShapeRecognizer(PatternRecognizer):
     PATTERNS = (
         ("letters-digits", r"(?<![\w-])(?=[A-Za-z0-9-]*\d{2})(?=[A-Za-z0-9-]*[A-Za-z])"
                            r"(?=(?:[A-Za-z-]*\d){4})[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){4,24}(?![\w-])", 0.6),
-        ("slash-number", r"(?<![\w/.-])\d{2,7}/\d{2,4}(?![\w/.-]|\.\d)", 0.6),
+        ("slash-number", r"(?<![\w/.-])\d{4,7}/\d{2}(?![\w/.-]|\.\d)", 0.6),
     )
 
     def validate(self, value):
         if "/" in value:
-            first, second = value.split("/")
-            return len(first) + len(second) >= 5 and parse_date(value) is None
-        letters = sum(ch.isalpha() for ch in value)
-        return not (letters > 3 and value.isalpha())
+            return parse_date(value) is None
+        # "500x12", "1000U", "20-30cc", "90-110s": settings, doses and ranges with a unit
+        return not _MEASURE.fullmatch(value)
 
 
 class DigitRunRecognizer(PatternRecognizer):
-    """Any run of seven or more digits (single spaces, dots, hyphens or slashes between
-    them) that no better recognizer claimed: account, member and device numbers, phones
+    """Any run of seven or more digits (single spaces, dots or hyphens between them) that no better recognizer claimed: account, member and device numbers, phones
     in unknown formats. Amounts with thousands commas and decimals are not runs."""
 
     name = "digit_run"
     entity = IDENTIFIER
-    PREFILTER = re.compile(r"\d(?:[\s./-]?\d){6}")
-    PATTERNS = (("digits", r"(?<![\w.,/-])\d(?:[\s./-]?\d){6,}(?![\w]|[.,/-]\d)", 0.5),)
+    PREFILTER = re.compile(r"\d(?:[\s.-]?\d){6}")
+    PATTERNS = (("digits", r"(?<![\w.,/-])\d(?:[\s.-]?\d){6,}(?![\w]|[.,/-]\d)", 0.5),)
 
     def validate(self, value):
-        # "12 3456789 ..." joined over plain spaces must still read as one number: at most
-        # one space between groups, and groups of 2+ digits when spaces join them.
-        groups = re.split(r"[\s./-]", value)
+        # "12 3456789 ..." joined over plain spaces must still read as one number: groups of
+        # two or more digits when spaces join them.
+        groups = re.split(r"[\s.-]", value)
         return sum(len(g) for g in groups) >= 7 and (" " not in value or all(len(g) >= 2 for g in groups))
 
 
 class ZipContextRecognizer(PatternRecognizer):
-    """A five-digit number is a ZIP code only after a ZIP label (addresses carry theirs)."""
+    """A postcode on its own, after its label ("zip code is 35350", "PLZ 80331"); postcodes in
+    addresses are found with the address."""
 
     name = "us_zip_labelled"
     entity = ZIP
-    PREFILTER = re.compile(r"(?i)zip")
-    PATTERNS = (("zip-labelled", r"\b(?:ZIP|zip|Zip)(?:\s+code)?:?\s{1,2}(\d{5}(?:-\d{4})?)\b", 0.8),)
+    PREFILTER = re.compile(r"(?i)zip|post|plz|code")
+    PATTERNS = (("zip-labelled", r"(?i:\b(?:zip|postal|post|postcode|plz|code\s+postal|cp)(?:\s*code)?(?:\s+is)?:?\s{1,2})"
+                                 r"(?P<span>(?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=[A-Z0-9])){2,9})\b", 0.8),)
 
 
-class AgeOver89Recognizer(PatternRecognizer):
-    """Ages of 90 and over are identifiers under HIPAA Safe Harbor; younger ages are not."""
+class AgeRecognizer(PatternRecognizer):
+    """Ages a text states ("67-year-old", "aged 92", "74 yo", "âgée de 81 ans", "53 Jahre
+    alt"). HIPAA counts ages of 90 and over as identifiers; the masking policy decides what
+    happens to younger ones (by default they are kept)."""
 
-    name = "age_over_89"
+    name = "age"
     entity = AGE
-    PREFILTER = re.compile(r"(?i)year|yr|age|jahr|ans\b")
+    FLAGS = re.IGNORECASE
+    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|\bturned\b")
     PATTERNS = (
-        ("age-years-old", r"\b((?:9\d|1[0-2]\d))(?=[- ](?:year|yr)s?[- ]old\b|[- ]?(?:jährig|Jahre alt|ans\b))", 0.8),
-        ("age-labelled", r"\b(?:[Aa]ge|[Aa]ged|Alter|âgée?)[: ]\s?((?:9\d|1[0-2]\d))\b", 0.8),
+        ("age-years-old", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:-\s?)?(?:years?|yrs?|y)\.?(?:[\s-]old\b|[\s-]of[\s-]age\b))", 0.8),
+        ("age-yo", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:y/o|yo|y\.o\.)(?![\w]))", 0.8),
+        ("age-labelled", r"\b(?:age|aged|âgée?\s+de|alter|im\s+alter\s+von|turned)[:\s]\s?(?P<span>\d{1,3})\b(?![.,]\d)", 0.7),
+        ("age-foreign", r"(?<![\w.,-])(?P<span>\d{1,3})(?=[\s-]?(?:jährige|jähriger|jährig|Jahre\s+alt|ans\b))", 0.8),
     )
+
+    def validate(self, value):
+        return 0 < int(value) <= 125
 
 
 class AddressRecognizer(Recognizer):
@@ -654,7 +683,7 @@ def _built_in(phone_regions: Sequence[str]) -> list[Recognizer]:
     return [
         EmailRecognizer(), UrlRecognizer(), CardRecognizer(), SsnRecognizer(), IbanRecognizer(), IpAddressRecognizer(),
         DateRecognizer(), PhoneRecognizer(phone_regions), AddressRecognizer(), ContextIdentifierRecognizer(),
-        CodeShapeRecognizer(), DigitRunRecognizer(), ZipContextRecognizer(), AgeOver89Recognizer(),
+        CodeShapeRecognizer(), DigitRunRecognizer(), ZipContextRecognizer(), AgeRecognizer(),
         NameRecognizer(), PlaceRecognizer(),
     ]
 

@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 
 from securepipe.pii import recognizers as rec
 from securepipe.pii.operators import TOKEN_RE
+from securepipe.pii.names import refine_person_or_place
 from securepipe.pii.recognizers import RecognizerConfig, RecognizerRegistry, Span
 
 __all__ = ["Span", "detect_batch", "detect_texts", "mask_text", "merge_spans"]
@@ -52,7 +53,7 @@ PRIORITY = {
 _CAPITALIZED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
 _SENTENCE_BREAK = re.compile(r"(?<=[.;!?\n])\s+")
 _OWN_SURROGATE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")  # our pseudonyms and redactions
-_MONTH_OR_DIGIT = re.compile(rf"\d|\b{rec._MONTH_WORD}", re.I)
+_CALENDAR = re.compile(rf"(?i)\b{rec._MONTH_WORD}|\b(?:1[89]|20)\d\d\b|\d[./-]\d")
 _FACILITY_ORG = re.compile(r"(?i)hospital|clinic|medical|health|infirmary|klinik|krankenhaus|spital|praxis|h[oô]pital|"
                            r"clinique|chu\b|surgery|hospice|nursing|care\s+home|rehab|pharmacy|ospedale")
 
@@ -128,7 +129,7 @@ def _ner_segments(text: str, taken: list[Span]) -> list[tuple[int, str]]:
     return segments
 
 
-def _ner_spans(batch: list[tuple[int, int, str]]) -> dict[int, list[Span]]:
+def _ner_spans(batch: list[tuple[int, int, str]], text_of: Sequence[str]) -> dict[int, list[Span]]:
     """Run spaCy NER once over all candidate sentences of a batch of texts."""
     found: dict[int, list[Span]] = {}
     if not batch:
@@ -139,13 +140,17 @@ def _ner_spans(batch: list[tuple[int, int, str]]) -> dict[int, list[Span]]:
             entity = NER_LABELS.get(ent.label_)
             if entity is None:
                 continue
-            if entity == rec.DATE and not _MONTH_OR_DIGIT.search(ent.text):
-                continue  # "yesterday", "two weeks ago": not a calendar date
+            if entity == rec.DATE and not _CALENDAR.search(ent.text):
+                continue  # "yesterday", "79 year old", "8+ years": not a calendar date
             if ent.label_ == "ORG" and not _FACILITY_ORG.search(ent.text):
                 continue  # an organisation is not personal data; a hospital or clinic locates a person
-            if entity in (rec.PERSON, rec.LOCATION) and not any(ch.isupper() for ch in ent.text):
-                continue
-            found.setdefault(index, []).append(Span(offset + ent.start_char, offset + ent.end_char, entity, 0.75))
+            start, end = offset + ent.start_char, offset + ent.end_char
+            if entity in (rec.PERSON, rec.LOCATION):
+                refined = refine_person_or_place(text_of[index], start, end)
+                if refined is None:
+                    continue  # only common words, acronyms or a sentence's first word
+                start, end = refined
+            found.setdefault(index, []).append(Span(start, end, entity, 0.75))
     return found
 
 
@@ -166,7 +171,7 @@ def detect_batch(
         per_text.append(spans)
         if ner:
             ner_batch += [(index, offset, segment) for offset, segment in _ner_segments(text, spans)]
-    for index, spans in _ner_spans(ner_batch).items():
+    for index, spans in _ner_spans(ner_batch, texts).items():
         per_text[index] += [s for s in spans if not _inside_surrogate(texts[index], s)]
     return [merge_spans(spans) for spans in per_text]
 
