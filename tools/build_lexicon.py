@@ -7,8 +7,9 @@ Each line is `word<TAB>category`, the word lower-cased:
   C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
      word with Zipf frequency >= 3.0 (wordfreq), a very frequent German or French word, or a
      frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
-     that is not a name;
-  A  a frequent common word that is also a given name or surname ("brown", "will", "grant");
+     that is not a name; and every English, German and French stop word (spaCy's lists);
+  A  a frequent common word that is also a surname ("brown") or one of the given names that are
+     everyday words (GIVEN_NAME_WORDS: "will", "grace");
   N  a given name or surname (Faker's person lists of every locale) that is not a frequent
      common word;
   P  a place: a city of 15,000 people or more, a country, a US state (GeoNames), single words and
@@ -33,9 +34,25 @@ AMBIGUOUS_ZIPF = 4.0  # a name that is also a word this frequent ("brown") is no
 PROPER_ZIPF = 3.0  # a capitalized-only dictionary word this frequent is a proper adjective or noun
 
 
-def faker_names() -> set[str]:
+# Given names that are also everyday English words: on its own, such a word is not taken for a name.
+# (Every other given name that Webster's happens to list in lower case, "mary", "ruth", is a name.)
+GIVEN_NAME_WORDS = frozenset("""
+will mark bill grant hope rose joy faith may june april august frank jack art sue pat drew rob chase dawn eve grace
+iris ivy lily ruby summer sky penny olive sandy rich don gene ray jay guy amber crystal destiny harmony honey angel
+autumn winter star storm river rocky sunny ace buck bud chip chuck clay cliff dash duke earl ford fox hunter king
+knight major marshall mason miles page parker porter reed sterling stone tanner tucker wade ward wolf young mercy
+patience charity heaven precious treasure unique liberty justice victory blessing comfort essence haven marvel
+miracle noble sunshine lucky golden silver diamond pearl cherry candy fancy fairy darling baby babe buddy trace
+""".split())
+
+
+def faker_names(kind: str = "all") -> set[str]:
+    """Given names and surnames of every Faker locale; `kind` "given" or "family" for one list."""
     import faker.providers.person as person
 
+    attributes = {"given": ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"),
+                  "family": ("last_names",)}
+    wanted = attributes["given"] + attributes["family"] if kind == "all" else attributes[kind]
     names = set()
     for module_info in pkgutil.iter_modules(person.__path__):
         try:
@@ -43,8 +60,7 @@ def faker_names() -> set[str]:
         except Exception:  # noqa: BLE001 - a locale module that does not import adds nothing
             continue
         provider = getattr(module, "Provider", None)
-        for attribute in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary",
-                          "last_names"):
+        for attribute in wanted:
             values = provider.__dict__.get(attribute) if provider is not None else None
             if values is None or isinstance(values, property):
                 continue
@@ -71,11 +87,12 @@ def main() -> int:
     dictionary = {w for w in webster if w.islower()}
     capitalized_only = {w.lower() for w in webster if not w.islower()} - dictionary
     names = faker_names()
+    given = faker_names("given") - GIVEN_NAME_WORDS
     lexicon: dict[str, str] = {}
     for word in dictionary:
         frequency = wordfreq.zipf_frequency(word, "en")
         if word in names:
-            if frequency >= AMBIGUOUS_ZIPF:
+            if frequency >= AMBIGUOUS_ZIPF and word not in given:
                 lexicon[word] = "A"
         elif frequency >= COMMON_EN_DICT_ZIPF:
             lexicon[word] = "C"
@@ -97,6 +114,14 @@ def main() -> int:
                 lexicon[word] = "C"
     for word in names:
         lexicon.setdefault(word, "N")
+    # Function words are never names, whatever a name list says ("my", "can", "do").
+    from spacy.lang.de.stop_words import STOP_WORDS as GERMAN
+    from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH
+    from spacy.lang.fr.stop_words import STOP_WORDS as FRENCH
+
+    for word in ENGLISH | GERMAN | FRENCH:
+        if WORD.fullmatch(word):
+            lexicon[word] = "C"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as handle:
         handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())))

@@ -88,11 +88,14 @@ _AU_STATES = "NSW VIC QLD WA SA TAS ACT NT".split()
 
 
 def _words(words) -> str:
-    return "|".join(sorted({re.escape(w) for w in words}, key=len, reverse=True))
+    """An alternation of the words, without their abbreviation dots (the patterns allow one)."""
+    return "|".join(sorted({re.escape(w.rstrip(".")) for w in words}, key=len, reverse=True))
 
 
 _POST = rf"(?i:(?:{_words(_POST_TYPES)})s?)\b\.?"
 _PRE = rf"(?i:{_words(_PRE_TYPES)})\b\.?"
+# Street types written in lower case after the name ("Erzsébet tér 19", "Kálmán Imre u. 12").
+_LOWER_POST = frozenset({"tér", "utca", "u", "út", "körút", "krt", "ul", "ulica", "trg", "cesta", "iela", "tänav"})
 _CITY = rf"{NAME_WORD}(?:(?:\s+|-)(?:{NAME_WORD}|{_PARTICLES}(?=\s*[-\s]\s*[{_UP}])|\([{_UP}][\w\s.]{{1,20}}\))){{0,4}}"
 _STREET_NAME = rf"(?:{NAME_WORD}|{_ORDINAL}|{_PARTICLES})"
 
@@ -139,8 +142,8 @@ _PARTS = (
     (rf"(?<![\w.,/-])\d{{4}}\s+{_CITY}", False, None),
     # a street word and a house number in any language ("Puruntie 82", "Brisas 6802"), a place and a
     # trailing postcode ("Domoszló Hungary 34796"): only next to other parts
-    (rf"(?<![\w-])[{_UP}][{_LOW}]{{2,}}[\w'’-]*\s+\d{{1,4}}[a-z]?\b\.?(?![\w/-]|[.,]\d)", False, None),
-    (rf"(?<![\w-])[{_UP}][\w'’-]{{2,}}\s+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
+    (rf"(?<![\w-])[{_UP}][{_LOW}]{{2,}}[\w'’-]*[ \t]+\d{{1,4}}[a-z]?\b\.?(?![\w/-]|[.,]\d)", False, None),
+    (rf"(?<![\w-])[{_UP}][\w'’-]{{2,}}[ \t]+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
     # Flat 5 / Studio 01k / Apt. 290 / Suite 102 / Wohnung 3
     (rf"\b{_UNITS}\.?\s*#?\s*[A-Za-z]?\d{{1,5}}[A-Za-z]?\b", False, None),
     (r"#\s?\d{1,5}[A-Za-z]?\b", False, None),
@@ -160,7 +163,7 @@ _ANNOUNCED = re.compile(
 _CLAUSE_END = re.compile(r"\.\s+(?=[A-Z])|[;\n(]|\.$|\s(?:and|but|with|since|for|who|which|where|when|und|et|mais)\s")
 _MAX_ANNOUNCED = 120
 # What may lie between two parts of one address.
-_GAP = re.compile(rf"(?:\s*[,/\n]\s*|\s+|\s*-\s*)(?:(?:{NAME_WORD}|{_PARTICLES}|\d{{1,5}})(?:\s*[,/\n]\s*|\s+))"
+_GAP = re.compile(rf"\.?(?:\s*[,/\n]\s*|\s+|\s*-\s*)(?:(?:{NAME_WORD}|{_PARTICLES}|\d{{1,5}})(?:\s*[,/\n]\s*|\s+))"
                   rf"{{0,5}}")
 _MAX_GAP = 60
 
@@ -184,7 +187,8 @@ def _families(text: str) -> set:
     # "Hahnstr."): lower-case "way" or "well" in prose does not count.
     capitalized = {w.lower() for w in words if w[0].isupper()}
     families = {None}
-    if any(w in _POST_SET or (w.endswith("s") and w[:-1] in _POST_SET) for w in capitalized):
+    if any(w in _POST_SET or (w.endswith("s") and w[:-1] in _POST_SET) for w in capitalized) or \
+            any(w.lower() in _LOWER_POST for w in words):
         families.add("post")
     if {w.lower() for w in words} & _PRE_SET:
         families.add("pre")
@@ -207,7 +211,7 @@ def _announced(text: str) -> list[tuple[int, int, bool]]:
     return parts
 
 
-_TOWN_BEFORE = re.compile(rf"(?:{_CITY})\s*[,\n]?\s*$")
+_TOWN_BEFORE = re.compile(rf"(?:{_CITY})[ \t]*,?[ \t]*$")
 _NUMBER_BEFORE = re.compile(r"(?<![\w.,/-])\d{1,6}[ \t]+$")
 
 
@@ -224,10 +228,10 @@ def address_spans(text: str) -> list[Span]:
     found = [(m.start(), m.end(), True) for pattern, strong, needs in _parts() if strong and needs in families
              for m in pattern.finditer(text)]
     found += _announced(text)
-    if not found:
-        return []  # weak parts only extend an address: without a strong one there is none
     found += [(m.start(), m.end(), False) for pattern, strong, needs in _parts() if not strong and needs in families
               for m in pattern.finditer(text)]
+    if not found:
+        return []
     found.sort()
     groups: list[list] = []
     for start, end, strong in found:

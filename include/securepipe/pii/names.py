@@ -100,7 +100,7 @@ _ANNOUNCERS = re.compile(
     r"discussed|authored|approved|witnessed|cosigned|prescribed|performed)\s+by|attending|resident|fellow|"
     r"intern|physician|surgeon|doctor|nurse|therapist|pharmacist|psychologist|pcp|provider|consultant|"
     r"cardiologist|oncologist|neurologist|radiologist|anesthesiologist|pediatrician|dentist|midwife|"
-    r"contact|emergency\s+contact|next\s+of\s+kin|nok|poa|proxy|cc|to|from|with|and|dear|"
+    r"contact|emergency\s+contact|next\s+of\s+kin|nok|poa|proxy|cc|dear|"
     r"ehefrau|ehemann|sohn|tochter|mutter|vater|bruder|schwester|hausarzt|hausärztin|ärztin|arzt|"
     r"épouse|époux|fils|fille|mère|père|frère|sœur|soeur|médecin(?:\s+traitant)?|infirmière?|"
     r"applicant|applicants|claimant|petitioner|respondent|defendant|plaintiff|appellant|witness|counsel|"
@@ -261,8 +261,20 @@ def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] |
     return tokens[0][0], tokens[-1][1]
 
 
+# Words after which a capitalized word the lexicon does not know is a place ("grew up in Remniku").
+_PLACE_ANNOUNCERS = re.compile(
+    r"(?i:\b(?:(?:grew\s+up|born|lives?|lived|living|based|located|raised|stationed|resides?|resided|stays?|stayed|"
+    r"settled|work(?:s|ed)?|studied|hospitali[sz]ed|treated|admitted)\s+(?:in|at|near)|(?:moved|came|comes|coming|"
+    r"returned|relocated|travel(?:l)?ed|flew|drove|trip|flight|transferred|emigrated|immigrated|fled|arrived|"
+    r"going|went|headed|heading|visit(?:ed|ing)?|here)\s+(?:to|from|in|at)|from|to|in|at|near|visited|visiting|"
+    r"outside|around|via|towards?|nach|aus|bei|à|au|aux|en|de|depuis|vers|près\s+de)\s+)$"
+)
+_UPPER_PLACE = re.compile(rf"[{_UP}]{{4,}}(?:[\s-][{_UP}]{{2,}}){{0,2}}")
+
+
 class PlaceRecognizer(Recognizer):
-    """Cities, countries and states the lexicon knows, and hospitals or clinics by name."""
+    """Cities, countries and states the lexicon knows, hospitals or clinics by name, and
+    capitalized words the lexicon does not know right after "in", "from", "grew up in"."""
 
     name = "place_rules"
     entity = LOCATION
@@ -273,6 +285,19 @@ class PlaceRecognizer(Recognizer):
             yield Span(match.start(), match.end(), LOCATION, 0.8)
         for match in _RUN.finditer(text):
             yield from self._places(text, match.start(1), match.group(1))
+            yield from self._announced_place(text, match.start(1), match.group(1))
+
+    @staticmethod
+    def _announced_place(text: str, start: int, run: str) -> Iterator[Span]:
+        if not _PLACE_ANNOUNCERS.search(text, max(0, start - 40), start):
+            return
+        words = re.match(rf"(?:{NAME_WORD}|{_UPPER_PLACE.pattern})(?:[\s-](?:{NAME_WORD}|{_PARTICLE}))*", run)
+        if words is None:
+            return
+        kinds = [_kind(w) if not w.isupper() else (UNKNOWN if len(w) >= 4 and category(w) != COMMON else COMMON)
+                 for w in words.group().split()]
+        if any(k in (UNKNOWN, PLACE) for k in kinds):
+            yield Span(start, start + len(words.group().rstrip(".,")), LOCATION, 0.6)
 
     def _places(self, text: str, start: int, run: str) -> Iterator[Span]:
         words = [(m.start(), m.end()) for m in re.finditer(r"\S+", run)]

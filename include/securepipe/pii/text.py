@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 from securepipe.pii import recognizers as rec
 from securepipe.pii.operators import TOKEN_RE
-from securepipe.pii.names import refine_person_or_place
+from securepipe.pii.names import COMMON, category, refine_person_or_place
 from securepipe.pii.recognizers import RecognizerConfig, RecognizerRegistry, Span
 
 __all__ = ["Span", "detect_batch", "detect_texts", "mask_text", "merge_spans"]
@@ -51,6 +51,7 @@ PRIORITY = {
 }
 
 _CAPITALIZED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
+_WORD_AT = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.;!?\n])\s+")
 _OWN_SURROGATE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")  # our pseudonyms and redactions
 _CALENDAR = re.compile(rf"(?i)\b{rec._MONTH_WORD}|\b(?:1[89]|20)\d\d\b|\d[./-]\d")
@@ -115,7 +116,9 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
 
 
 def _ner_segments(text: str, taken: list[Span]) -> list[tuple[int, str]]:
-    """Sentences that hold a capitalized word outside the spans already found."""
+    """Sentences that hold a capitalized word the rules left undecided: outside the spans
+    already found, and not a common word (a sentence of common words and found identifiers
+    holds nothing for NER to add)."""
     segments = []
     position = 0
     for piece in _SENTENCE_BREAK.split(text):
@@ -123,7 +126,9 @@ def _ner_segments(text: str, taken: list[Span]) -> list[tuple[int, str]]:
         position = start + len(piece)
         for word in _CAPITALIZED.finditer(piece):
             word_start = start + word.start()
-            if not any(s.start <= word_start < s.end for s in taken):
+            if any(s.start <= word_start < s.end for s in taken):
+                continue
+            if category(_WORD_AT.match(piece, word.start()).group()) != COMMON:
                 segments.append((start, piece))
                 break
     return segments
