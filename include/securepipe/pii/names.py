@@ -38,39 +38,12 @@ def lexicon() -> dict[str, str]:
     for line in gzip.decompress(data).decode("utf-8").splitlines():
         word, _, category = line.partition("\t")
         entries[word] = category
-    entries.update(dict.fromkeys(CLINICAL_WORDS, COMMON))
     return entries
 
 
 def category(word: str) -> str:
     return lexicon().get(word.lower().strip(".’'"), UNKNOWN)
 
-
-# Words of clinical notes that are often capitalized and that a general lexicon lacks.
-CLINICAL_WORDS = frozenset("""
-pt pts hpi ros pmh psh fhx shx nkda nka prn qhs qid tid bid qd po iv im sc sq subq npo dnr dni sob doe cp abd
-ekg ecg cbc bmp cmp lft lfts tsh inr ptt bnp hba1c a1c ldl hdl egfr bun wbc rbc hgb hct plt esr crp spo2 o2 bp hr
-rr gcs bmi ct cta mri mra pet cxr ua ucx echo tte tee eeg emg ncs copd chf cad ckd esrd afib dvt pe uti uri gerd
-ibs ibd cva tia mi stemi nstemi acs htn hld dm t2dm iddm niddm osa bph ptsd adhd ocd hiv hcv hbv tb ards sirs
-icu ccu nicu picu ed er or pacu snf ltc rehab pcp np rn lpn cna md do pa-c dds pharmd crna lcsw msw ot pt slp
-lisinopril metformin atorvastatin amlodipine metoprolol losartan simvastatin omeprazole pantoprazole
-levothyroxine albuterol gabapentin hydrochlorothiazide hctz furosemide lasix warfarin coumadin apixaban eliquis
-rivaroxaban xarelto clopidogrel plavix insulin glargine lantus humalog novolog prednisone prednisolone
-methylprednisolone dexamethasone ibuprofen acetaminophen tylenol naproxen aspirin asa tramadol oxycodone
-hydrocodone morphine dilaudid fentanyl ondansetron zofran sertraline zoloft fluoxetine prozac citalopram
-escitalopram lexapro bupropion wellbutrin trazodone quetiapine seroquel olanzapine risperidone aripiprazole
-lorazepam ativan alprazolam xanax clonazepam diazepam zolpidem ambien montelukast singulair fluticasone
-budesonide tiotropium spiriva advair symbicort amoxicillin augmentin azithromycin zithromax doxycycline
-cephalexin keflex ciprofloxacin levofloxacin ceftriaxone vancomycin piperacillin tazobactam zosyn
-metronidazole flagyl nitrofurantoin macrobid bactrim sulfamethoxazole trimethoprim carvedilol coreg diltiazem
-verapamil digoxin spironolactone torsemide bumetanide tamsulosin flomax finasteride sitagliptin januvia
-empagliflozin jardiance dapagliflozin farxiga semaglutide ozempic liraglutide victoza dulaglutide trulicity
-glipizide glyburide pioglitazone allopurinol colchicine methotrexate hydroxychloroquine plaquenil adalimumab
-humira etanercept enbrel infliximab remicade potassium magnesium calcium vitamin cholecalciferol ferrous
-sulfate folic cyanocobalamin heparin enoxaparin lovenox nitroglycerin isosorbide hydralazine clonidine
-labetalol nifedipine propranolol atenolol valsartan entresto sacubitril rosuvastatin crestor pravastatin
-ezetimibe zetia fenofibrate
-""".split())
 
 _TITLES = (r"(?:Dr|Drs|Doctor|Docteur|Dott|Dott\.ssa|Mr|Mrs|Ms|Mx|Miss|Mstr|Master|Prof|Professor|Pr|Sir|Dame|"
            r"Lady|Lord|Rev|Revd|Reverend|Fr|Father|Sister|Sr|Nurse|Judge|Justice|Herr|Frau|Hr|Fräulein|Frl|Mme|"
@@ -87,7 +60,7 @@ _DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)
 _PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
 _INITIAL = r"[A-Z]\.|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
-_TOKEN = rf"(?:{NAME_WORD}|{_INITIAL}|[{_UP}]{{2,}}(?=[\s,]))"
+_TOKEN = rf"(?:{NAME_WORD}(?![\w])|{_INITIAL}|[{_UP}]{{2,}}(?=[\s,]))"
 _RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
 _TITLE_BEFORE = re.compile(rf"(?:\b(?i:{_TITLE_CHAIN})|{_M_TITLE})\s*$")
 _DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
