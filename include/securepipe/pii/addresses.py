@@ -33,7 +33,10 @@ _LOW = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĵķĺļ�
 # A capitalized word of a street or place name (diacritics, hyphens and apostrophes inside).
 NAME_WORD = rf"[{_UP}][{_LOW}{_UP}'’]*(?:[-'’][{_UP}{_LOW}][{_LOW}{_UP}'’]*)*\.?"
 _ORDINAL = r"\d{1,3}(?:st|nd|rd|th|e|er|ème)"
-HOUSE_NUMBER = r"\d{1,5}(?:\s?[A-Za-z](?![\w]))?(?:\s?[-/]\s?\d{1,5}[A-Za-z]?)?"
+HOUSE_NUMBER = r"\d{1,5}(?:[A-Za-z](?![\w]))?(?:\s?[-/]\s?\d{1,5}[A-Za-z]?)?"
+# A word of a street name: capitalized with lower-case letters (an all-capitals word in a note written
+# in capitals is not taken for a street), no sentence-ending dot.
+_STREET_WORD = rf"[{_UP}](?:[{_LOW}]|['’][{_UP}])[{_LOW}{_UP}'’]*(?:-[{_UP}{_LOW}][{_LOW}{_UP}'’]*)*"
 _PARTICLES = (r"(?:de\s+la|de\s+l['’]|de|du|des|d['’]|la|le|les|l['’]|aux?|à\s+la|en|sur|sous|lès|di|del|della|dei|"
               r"degli|delle|da|dos|das|do|van|von|der|den|het|ten|ter|am|an|im|in|bei|vor|vorm|unter|of|on|upon|the|"
               r"and|y|e)")
@@ -41,22 +44,20 @@ _PARTICLES = (r"(?:de\s+la|de\s+l['’]|de|du|des|d['’]|la|le|les|l['’]|aux?
 # Street types written after the name (US/UK/CA/IE/AU usage), singular; plurals are allowed.
 _POST_TYPES = """
 alley ally aly annex anex anx arcade arc avenue ave av bayou byu beach bch bend bnd bluff blf bottom btm boulevard
-blvd bvd branch br bridge brg brook brk burg bg bypass byp camp cp canyon cyn cape cpe causeway cswy center ctr
-centre circle cir circuit cct cl close cliff clf club clb common cmn commons copse corner cor course crse court ct
-cove cv creek crk crescent cres cr crest crst croft crossing xing crossroad xrd curve curv dale dl dam dm divide dv
-drive dr dve drove end esplanade esp estate est expressway expy extension ext fall falls fls ferry fry field fld
-flat flt fold ford frd forest frst forge frg fork frk fort ft freeway fwy garden gdn gardens gdns garth gate gateway
-gtwy glade glen gln green grn grove grv gr gully harbor harbour hbr haven hvn heights hts highway hwy hill hl
-hollow holw inlet inlt island is isle junction jct key ky knoll knl lake lk land landing lndg lane ln light lgt
-loaf lf lock lck lodge ldg loop mall manor mnr meadow mdw mews mill ml mission msn motorway mtwy mount mt mountain
-mtn neck nck orchard orch oval overpass opas paddock parade pde park parkway pkwy pass passage psge path pathway pike
-pine pne place pl plain pln plaza plz point pt port prt prairie pr promenade quay quays radial radl ramp ranch rnch
-rapid rpd rest rst retreat ridge rdg rise river riv road rd route rte row run shoal shl shore shr skyway skwy spinney
-spring spg spur square sq station sta strand stravenue stra stream strm street st str summit smt terrace ter terr
-throughway trwy trace trce track trak trafficway trfy trail trl trailer trlr tunnel tunl turnpike tpke underpass
-upas union un vale valley vly viaduct via view vw village vlg ville vl vista vis walk wall way wy well wl wharf wood
-wynd yard boardwalk amble brace nook villas approach circus embankment broadway chase tér utca u. út körút
-straße strasse str. weg allee platz gasse ring damm ufer chaussee pfad steig
+blvd bvd branch bridge brg brook brk burg bypass byp canyon cyn cpe causeway cswy center ctr centre circle cir
+circuit cct cl close cliff clf clb cmn commons copse corner crse court ct cove creek crk crescent cres crest crst
+croft crossing xing crossroad xrd curve curv dale dam divide drive dr dve drove esplanade esp estate expressway
+expy extension falls fls ferry field fld flat flt ford forest frst frg frk fort ft freeway fwy garden gdn gardens
+gdns garth gate gateway gtwy glade glen gln green grn grove grv gully harbor harbour hbr haven hvn heights hts
+highway hwy hill hollow holw inlet inlt island isle junction jct knoll knl lake lk landing lndg lane ln lgt lck
+lodge ldg manor mnr meadow mdw mews mill msn motorway mtwy mount mountain mtn nck orchard orch oval overpass opas
+paddock parade pde park parkway pkwy passage psge pathway pne place pl plain pln plaza plz point port prt prairie
+promenade quay quays radl ranch rnch rpd rst retreat ridge rdg rise river riv road rd route rte shoal shl shore shr
+skyway skwy spinney spg square sq strand stravenue stra strm street st str smt terrace ter terr throughway trwy
+trce trak trafficway trfy trail trl trailer trlr tunnel tunl turnpike tpke underpass upas vale valley vly viaduct
+via vw village vlg ville vista walk way wy wharf wynd yard boardwalk amble brace nook villas approach circus
+embankment broadway chase tér utca u. út körút straße strasse str. weg allee platz gasse ring damm ufer chaussee
+pfad steig
 """.split()
 # Street types written before the name (French, Italian, Spanish, Portuguese usage).
 _PRE_TYPES = """
@@ -104,8 +105,9 @@ _STREET_NAME = rf"(?:{NAME_WORD}|{_ORDINAL}|{_PARTICLES})"
 # the street-word family a text must contain for the pattern to be tried at all (see `_families`).
 _PARTS = (
     # 12 Birchwood Lane, 4273 Main Dr NW, 66/9 Maynard Copse, 1600 N. Pennsylvania Avenue
-    (rf"(?<![\w.,/-]){HOUSE_NUMBER},?\s+(?:[NSEW]\.?\s+|(?:North|South|East|West)\s+)?(?:{NAME_WORD}|{_ORDINAL})"
-     rf"(?:\s+(?:{NAME_WORD}|{_ORDINAL}|{_PARTICLES})){{0,3}}\s+{_POST}(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?", True, "post"),
+    (rf"(?<![\w.,/-]){HOUSE_NUMBER},?\s+(?:[NSEW]\.?\s+|(?:North|South|East|West)\s+)?(?:{_STREET_WORD}|{_ORDINAL})"
+     rf"(?:\s+(?:{_STREET_WORD}|{_ORDINAL}|{_PARTICLES})){{0,3}}\s+{_POST}(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?", True,
+     "post"),
     # 7, boulevard Paulette Gosselin; 12 bis rue de la Paix; Vicolo Sgalambro, 59; rue de Gubéran 279
     (rf"(?<![\w.,/-]){HOUSE_NUMBER}(?:\s?(?:bis|ter|quater)\b)?,?\s+{_PRE}(?:\s+{_STREET_NAME}){{1,6}}", True, "pre"),
     (rf"(?<![\w-]){_PRE}(?:\s+{_STREET_NAME}){{1,6}},?\s+{HOUSE_NUMBER}(?![\w/-]|[.,]\d)", True, "pre"),

@@ -125,6 +125,9 @@ def _kind(word: str) -> str:
         return NAME
     if re.fullmatch(_PARTICLE, word):
         return "particle"
+    word = re.sub(r"['’]s$|['’]$", "", word)
+    if re.fullmatch(r"[A-Z]{2,}s", word):
+        return COMMON  # "IVs", "LFTs": a plural acronym
     found = category(word)
     if word.isupper() and len(word) > 1:
         # An upper-case word is an acronym or jargon unless the lexicon knows it as a name
@@ -156,7 +159,7 @@ class NameRecognizer(Recognizer):
 
     name = "person_rules"
     entity = PERSON
-    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]|[{_LOW}]{{3}}")
+    PREFILTER = re.compile(rf"[{_UP}{_LOW}]{{2}}")
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _RUN.finditer(text):
@@ -229,7 +232,7 @@ def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] |
         tokens, kinds = tokens[1:], kinds[1:]
     while tokens and kinds[-1] in (COMMON, "particle"):
         tokens, kinds = tokens[:-1], kinds[:-1]
-    if not tokens:
+    if not tokens or all(re.fullmatch(_INITIAL, word) for _, _, word in tokens):
         return None
     return tokens[0][0], tokens[-1][1]
 
@@ -251,7 +254,7 @@ class PlaceRecognizer(Recognizer):
 
     name = "place_rules"
     entity = LOCATION
-    PREFILTER = re.compile(rf"[{_UP}][{_LOW}]")
+    PREFILTER = re.compile(rf"[{_UP}]")
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _FACILITY.finditer(text):

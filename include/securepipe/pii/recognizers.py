@@ -376,11 +376,18 @@ class DateRecognizer(PatternRecognizer):
     name = "date"
     entity = DATE
     PREFILTER = re.compile(r"\d[./-]|\d{4}|\d\s?\.\s?\d")
+    # PREFILTER gates the numeric patterns and bare years; month/day and written months have their own.
     PATTERNS = (
         ("iso", r"(?<![\d.])\d{4}([-/.])\d{1,2}\1\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
                 r"(?![\d]|[./-]\d)", 0.8),
         ("numeric", r"(?<![\d./-])\d{1,2}\s?([./-])\s?\d{1,2}\s?\1\s?(?:\d{4}|\d{2})(?![\d]|[./-]\d)", 0.7),
     )
+    # Month and day without a year, as notes write them ("seen 8/23", "d/c'd 10/16"): not a
+    # fraction or a score ("1/2 tab", "5/5 strength", "2/6 murmur").
+    MONTH_DAY = re.compile(r"(?<![\w/.:-])(?P<span>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))(?![\w/]|[.,:]\d|\s?%)"
+                           r"(?!\s*(?:strength|murmur|tabs?|tablets?|pills?|doses?|power|motor|pulses?|reflex|ml|mg|"
+                           r"mcg|cc|units?|of|x\b|times|cm|mm|sec|min|hrs?|hours?|days?|weeks?|months?|years?|scale|"
+                           r"score|pain|positive|negative|systolic|holo|dose))")
     # A bare year after a word that places something in time ("in 2014", "since 1998").
     YEAR = re.compile(r"(?i:\b(?:in|since|from|until|till|to|of|by|during|before|after|between|and|year|circa|c\.|"
                       r"around|early|late|mid|spring|summer|autumn|fall|winter|im|seit|bis|von|jahr|en|depuis|"
@@ -403,6 +410,11 @@ class DateRecognizer(PatternRecognizer):
             yield from super().find(text)
             for match in self.YEAR.finditer(text):
                 yield Span(match.start("span"), match.end("span"), DATE, 0.5)
+        if "/" in text:
+            for match in self.MONTH_DAY.finditer(text):
+                month, day = match.group("span").split("/")
+                if not (int(month) <= 5 and int(day) <= 5 and len(day) == 1):
+                    yield Span(match.start("span"), match.end("span"), DATE, 0.4)
         if self.MONTH_PREFILTER.search(text):
             for pattern in self.MONTH_PATTERNS:
                 for match in pattern.finditer(text):
