@@ -7,7 +7,8 @@ Each line is `word<TAB>category`, the word lower-cased:
   C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
      word with Zipf frequency >= 3.0 (wordfreq), a very frequent German or French word, or a
      frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
-     that is not a name; every English, German and French stop word (spaCy's lists); drug names
+     that is not a name; every English stop word and the German and French ones that are not also
+     names (spaCy's lists); drug names
      and clinical abbreviations (they override a name: "Foley" is a catheter); and rarer English
      words with a derivational ending names do not have ("sedated", "hemodynamically");
   A  a frequent common word that is also a surname ("brown") or one of the given names that are
@@ -164,8 +165,11 @@ def main() -> int:
     from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH
     from spacy.lang.fr.stop_words import STOP_WORDS as FRENCH
 
-    for word in ENGLISH | GERMAN | FRENCH:
+    for word in ENGLISH:
         if WORD.fullmatch(word):
+            lexicon[word] = "C"
+    for word in GERMAN | FRENCH:  # "anders" is also a given name: there the name wins
+        if WORD.fullmatch(word) and word not in names:
             lexicon[word] = "C"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as handle:

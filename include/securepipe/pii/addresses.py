@@ -131,7 +131,9 @@ _PARTS = (
     # UK: W88 6FJ, SW1A 1AA (and the town before it)
     (rf"\b(?:GIR\s?0AA|[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{{2}})\b", True, None),
     # Ireland: Eircode, "Dublin 8"
-    (r"\b(?:[AC-FHKNPRTV-Y]\d{2}|D6W)\s?[0-9AC-FHKNPRTV-Y]{4}\b", True, None),
+    # (written with its space, or with a letter in the second half: "A000001" is an identifier)
+    (r"\b(?:[AC-FHKNPRTV-Y]\d{2}|D6W)(?:\s[0-9AC-FHKNPRTV-Y]{4}|(?=[0-9]*[AC-FHKNPRTV-Y])[0-9AC-FHKNPRTV-Y]{4})\b",
+     True, None),
     (r"\bDublin\s+(?:[1-9]|1\d|2[0-4]|6W)\b", False, None),
     # Australia: Sydney NSW 2000 / Connorberg, WA, 2674
     (rf"\b(?:{'|'.join(_AU_STATES)}),?\s+\d{{4}}\b", True, None),
@@ -163,7 +165,9 @@ _ANNOUNCED = re.compile(
     r"\baddress\s+(?:on\s+file|of\s+record)\s*(?:is|:)?|wohnhaft\s+in|wohnt\s+in|wohnort\s*:|anschrift\s*:|"
     r"domicili[ée]e?\s+(?:au|à|a)|demeurant\s+(?:au|à|a)|habite\s+(?:au|à|a)|adresse\s*:)\s*"
 )
-_CLAUSE_END = re.compile(r"\.\s+(?=[A-Z])|[;\n(]|\.$|\s(?:and|but|with|since|for|who|which|where|when|und|et|mais)\s")
+_CLAUSE_END = re.compile(r"\.\s+(?=[A-Z])|[;\n(]|\.$|\s(?:and|but|with|since|for|who|which|where|when|until|und|et|mais|"
+                         r"seit|bis|depuis|jusqu['’]?\w*)\s")
+_LEADING_ARTICLE = re.compile(r"(?:(?:the|a|an|der|die|das|dem|den|le|la|les|l['’]|au|aux|du|de|el|il)\s+)+")
 _MAX_ANNOUNCED = 120
 # What may lie between two parts of one address.
 _GAP = re.compile(rf"\.?(?:\s*[,/\n]\s*|\s+|\s*-\s*)(?:(?:{NAME_WORD}|{_PARTICLES}|\d{{1,5}})(?:\s*[,/\n]\s*|\s+))"
@@ -204,6 +208,8 @@ def _announced(text: str) -> list[tuple[int, int, bool]]:
     parts = []
     for match in _ANNOUNCED.finditer(text):
         start = match.end()
+        article = _LEADING_ARTICLE.match(text, start)
+        start = article.end() if article else start
         window = text[start:start + _MAX_ANNOUNCED]
         stop = _CLAUSE_END.search(window)
         segment = window[:stop.start()] if stop else window
@@ -235,7 +241,7 @@ def address_spans(text: str) -> list[Span]:
               for m in pattern.finditer(text)]
     if not found:
         return []
-    found.sort()
+    found = sorted(set(found))
     groups: list[list] = []
     for start, end, strong in found:
         if groups:

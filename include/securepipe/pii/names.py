@@ -60,7 +60,9 @@ _DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)
 _PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
 _INITIAL = r"[A-Z]\.|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
-_TOKEN = rf"(?:{NAME_WORD}(?![\w])|{_INITIAL}|[{_UP}]{{2,}}(?=[\s,]))"
+# A name word never takes a sentence's closing dot ("... Menton."); initials and titles keep theirs.
+_WORD_NO_DOT = NAME_WORD[:-len(r"\.?")] if NAME_WORD.endswith(r"\.?") else NAME_WORD
+_TOKEN = rf"(?:{_INITIAL}|{_WORD_NO_DOT}(?![\w])|[{_UP}]{{2,}}(?=[\s,]))"
 _RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
 _TITLE_BEFORE = re.compile(rf"(?:\b(?i:{_TITLE_CHAIN})|{_M_TITLE})\s*$")
 _DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
@@ -91,7 +93,7 @@ _NAME_LOOK = re.compile(
 )
 # A capitalized word followed by one of these is an eponym or a title, not a person.
 _EPONYM_AFTER = re.compile(
-    r"^(?:['’]s?\s+)?(?:disease|syndrome|sign|signs|scale|score|criteria|classification|index|reflex|maneuver|"
+    r"^(?:['’]s?)?\s+(?:disease|syndrome|sign|signs|scale|score|criteria|classification|index|reflex|maneuver|"
     r"manoeuvre|test|procedure|operation|catheter|tube|fracture|palsy|phenomenon|law|method|technique|stain|"
     r"formula|equation|cell|cells|node|nodes|ulcer|tumou?r|lymphoma|sarcoma|disorder|triad|reaction|position|"
     r"Coma|Criteria|Score|Scale|Disease|Syndrome)\b"
@@ -121,8 +123,8 @@ def _tokens(run: str, offset: int) -> list[tuple[int, int, str]]:
 
 
 def _kind(word: str) -> str:
-    if re.fullmatch(_INITIAL, word):
-        return NAME
+    if re.fullmatch(r"[A-Z]\.?", word):
+        return NAME  # an initial
     if re.fullmatch(_PARTICLE, word):
         return "particle"
     word = re.sub(r"['’]s$|['’]$", "", word)
@@ -138,10 +140,12 @@ def _kind(word: str) -> str:
 
 def _segments(tokens: list, kinds: list) -> list[tuple[list, list]]:
     """A capitalized run split at its common words: a name holds none ("Dr Lee Reports
-    Fever" is the name "Lee" and two words), particles excepted."""
+    Fever" is the name "Lee" and two words), particles and the word after one excepted
+    ("Willemine ten Pas")."""
     segments, current = [], ([], [])
-    for token, kind in zip(tokens, kinds):
-        if kind == COMMON:
+    for index, (token, kind) in enumerate(zip(tokens, kinds)):
+        after_particle = index > 0 and kinds[index - 1] == "particle" and current[0]
+        if kind == COMMON and not after_particle:
             if current[0]:
                 segments.append(current)
             current = ([], [])
@@ -184,6 +188,8 @@ class NameRecognizer(Recognizer):
         named = titled or announced or _DEGREE_AFTER.match(after) is not None
         if not titled and _EPONYM_AFTER.match(after):
             return
+        if all(re.fullmatch(r"[A-Z]\.?", word) for _, _, word in tokens):
+            return  # "C.", "K" or "I" alone is an abbreviation or a pronoun; initials count beside a name
         strong = sum(k in (NAME, UNKNOWN) for k in kinds)
         if not named:
             if all(k == PLACE for k in kinds if k != "particle"):
@@ -232,8 +238,10 @@ def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] |
         tokens, kinds = tokens[1:], kinds[1:]
     while tokens and kinds[-1] in (COMMON, "particle"):
         tokens, kinds = tokens[:-1], kinds[:-1]
-    if not tokens or all(re.fullmatch(_INITIAL, word) for _, _, word in tokens):
+    if not tokens or all(re.fullmatch(r"[A-Z]\.?", word) for _, _, word in tokens):
         return None
+    if _EPONYM_AFTER.match(text[tokens[-1][1]:tokens[-1][1] + 30]):
+        return None  # "Parkinson's disease"
     return tokens[0][0], tokens[-1][1]
 
 
@@ -258,7 +266,7 @@ class PlaceRecognizer(Recognizer):
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _FACILITY.finditer(text):
-            yield Span(match.start(), match.end(), LOCATION, 0.8)
+            yield Span(match.start(), match.end() - match.group().endswith("."), LOCATION, 0.8)
         for match in _RUN.finditer(text):
             yield from self._places(text, match.start(1), match.group(1))
             yield from self._announced_place(text, match.start(1), match.group(1))
@@ -283,7 +291,8 @@ class PlaceRecognizer(Recognizer):
             # The longest known place name starting at this word.
             for stop in range(min(len(words), index + 5), index, -1):
                 phrase = run[words[index][0]:words[stop - 1][1]].rstrip(".,")
-                if entries.get(phrase.lower()) == PLACE and phrase[:1].isupper():
+                if entries.get(phrase.lower()) == PLACE and phrase[:1].isupper() and not _EPONYM_AFTER.match(
+                        run[words[stop - 1][1]:] + text[start + len(run):start + len(run) + 30]):
                     yield Span(start + words[index][0], start + words[index][0] + len(phrase), LOCATION, 0.7)
                     index = stop
                     break

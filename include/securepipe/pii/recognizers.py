@@ -102,7 +102,7 @@ _PHONE_SHAPE = re.compile(
 def valid_phone(value: str, regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> bool:
     """A phone number of any of `regions` (national format) or of any country (+CC / 00CC)."""
     value = value.strip()
-    if not _PHONE_SHAPE.fullmatch(value):
+    if not _PHONE_SHAPE.fullmatch(value) or parse_date(value) is not None:
         return False
     digits = _DIGITS.sub("", re.split(r"(?i)\s*(?:ext|x|extension|poste|durchwahl|dw)", value)[0])
     if not 7 <= len(digits) <= 17:
@@ -394,11 +394,11 @@ class DateRecognizer(PatternRecognizer):
                       r"année|annee|depuis|dès|des)\s)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d|\s?(?:%|[a-zA-Z]{1,4}\b(?<!and)(?<!or)))")
     MONTH_PREFILTER = re.compile(rf"(?i)\b{_MONTH_WORD}")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
-        rf"\b(?:{_WEEKDAY})?(?:the\s+|le\s+|den\s+|am\s+)?{_DAY}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
+        rf"\b(?:{_WEEKDAY})?{_DAY}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
         rf",?\s*(?:-\s*)?(?:{_YEAR}|'\d\d)\b",
         rf"\b(?:{_WEEKDAY})?{_MONTH_WORD}\s+{_DAY},?\s+{_YEAR}\b",
         rf"\b{_MONTH_WORD},?\s+(?:of\s+)?{_YEAR}\b",
-        rf"\b(?:{_WEEKDAY})?(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH_WORD}(?![\w])",
+        rf"\b(?:{_WEEKDAY})?{_DAY}\s+(?:of\s+)?{_MONTH_WORD}(?![\w])",
         rf"\b{_MONTH_WORD}\s+{_DAY}(?![\w])",
     ))
 
@@ -481,7 +481,8 @@ class PhoneRecognizer(PatternRecognizer):
 class ContextIdentifierRecognizer(PatternRecognizer):
     """Identifiers announced by their label: medical record, chart, account, member,
     health plan, policy, application, case, claim, licence, passport numbers and the
-    like, in English, German and French, made of letters and digits."""
+    like, in English, German and French, made of letters and digits. A medical record
+    or chart label makes it a MEDICAL_RECORD_NUMBER."""
 
     name = "labelled_identifier"
     entity = IDENTIFIER
@@ -496,12 +497,20 @@ class ContextIdentifierRecognizer(PatternRecognizer):
         r"|fall-?nr|patientennummer|patienten-?nr|kennnummer|steuer-?id|iban|bic|swift|routing|sort\s+code"
         r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip"
     )
+    MRN_LABEL = re.compile(r"(?i)mrn|medical\s+record|med(?:ical)?\s*rec|chart|ipp|patientennummer|patienten-?nr")
     PREFILTER = re.compile(r"\d")
     PATTERNS = (
         ("label-value",
-         rf"\b(?:{LABELS})(?:\s+(?:id|number|no|nr|num|#|code))?\.?\s*(?:is|was|:|#|=|-|no\.?|nr\.?|n°)?\s*"
+         rf"\b(?P<label>{LABELS})(?:\s+(?:id|number|no|nr|num|#|code))?\.?\s*(?:is|was|:|#|=|-|no\.?|nr\.?|n°)?\s*"
          r"(?P<span>(?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.](?=[A-Z0-9])){3,29})(?![\w-])", 0.85),
     )
+
+    def find(self, text):
+        for _, pattern, score in self._patterns:
+            for match in pattern.finditer(text):
+                if self.validate(match.group("span")):
+                    entity = MRN if self.MRN_LABEL.fullmatch(match.group("label")) else IDENTIFIER
+                    yield Span(match.start("span"), match.end("span"), entity, score)
 
     def validate(self, value):
         digits = sum(ch.isdigit() for ch in value)
@@ -532,7 +541,13 @@ class CodeShapeRecognizer(PatternRecognizer):
         if "/" in value:
             return parse_date(value) is None
         # "500x12", "1000U", "20-30cc", "90-110s": settings, doses and ranges with a unit
-        return not _MEASURE.fullmatch(value)
+        if _MEASURE.fullmatch(value):
+            return False
+        # "60-69-year-old", "5-day-course": numbers joined to common words, not a code
+        from securepipe.pii.names import COMMON, category
+
+        words = re.findall(r"[A-Za-z]{3,}", value)
+        return not (words and all(category(word) == COMMON for word in words))
 
 
 class DigitRunRecognizer(PatternRecognizer):
@@ -548,6 +563,9 @@ class DigitRunRecognizer(PatternRecognizer):
         # "12 3456789 ..." joined over plain spaces must still read as one number: groups of
         # two or more digits when spaces join them.
         groups = re.split(r"[\s.-]", value)
+        ranged = _RANGE.fullmatch(value)
+        if ranged and (int(ranged[1]) < int(ranged[2]) or _is_hhmm(ranged[1]) and _is_hhmm(ranged[2])):
+            return False  # "1900-0700", "1000-1200": times or amounts
         return sum(len(g) for g in groups) >= 7 and (" " not in value or all(len(g) >= 2 for g in groups))
 
 

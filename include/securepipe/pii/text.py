@@ -54,6 +54,7 @@ _CAPITALIZED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
 _WORD_AT = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.;!?\n])\s+")
 _OWN_SURROGATE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")  # our pseudonyms and redactions
+_RANGE = re.compile(r"\d\s?-\s?\d")
 _CALENDAR = re.compile(rf"(?i)\b{rec._MONTH_WORD}|\b(?:1[89]|20)\d\d\b|\d[./-]\d")
 _FACILITY_ORG = re.compile(r"(?i)hospital|clinic|medical|health|infirmary|klinik|krankenhaus|spital|praxis|h[oô]pital|"
                            r"clinique|chu\b|surgery|hospice|nursing|care\s+home|rehab|pharmacy|ospedale")
@@ -98,20 +99,22 @@ def _known_spans(text: str, known: Iterable[tuple[str, str]]) -> list[Span]:
 
 
 def merge_spans(spans: Iterable[Span]) -> list[Span]:
-    """One span per group of overlapping spans, covering them all, typed by the member of
-    highest priority (then the longest); sorted by start."""
-    merged: list[Span] = []
-    best: Span | None = None
+    """One span per group of overlapping spans, covering them all; sorted by start. The
+    group takes the type of its member of highest priority among those that cover at least
+    half of it ("5/12 Smith St, Sydney NSW 2000" is an address, not the date "5/12"), else
+    of its longest member."""
+    groups: list[list[Span]] = []
     for span in sorted(spans):
-        if merged and span.start < merged[-1].end:
-            last = merged[-1]
-            if (PRIORITY.get(span.entity_type, 0), span.end - span.start) > \
-                    (PRIORITY.get(best.entity_type, 0), best.end - best.start):
-                best = span
-            merged[-1] = Span(last.start, max(last.end, span.end), best.entity_type, max(last.score, span.score))
+        if groups and span.start < max(s.end for s in groups[-1]):
+            groups[-1].append(span)
         else:
-            best = span
-            merged.append(span)
+            groups.append([span])
+    merged = []
+    for group in groups:
+        start, end = group[0].start, max(s.end for s in group)
+        wide = [s for s in group if 2 * (s.end - s.start) >= end - start]
+        best = max(wide, key=lambda s: (PRIORITY.get(s.entity_type, 0), s.end - s.start))
+        merged.append(Span(start, end, best.entity_type, max(s.score for s in group)))
     return merged
 
 
@@ -145,8 +148,9 @@ def _ner_spans(batch: list[tuple[int, int, str]], text_of: Sequence[str]) -> dic
             entity = NER_LABELS.get(ent.label_)
             if entity is None:
                 continue
-            if entity == rec.DATE and not _CALENDAR.search(ent.text):
-                continue  # "yesterday", "79 year old", "8+ years": not a calendar date
+            if entity == rec.DATE and (not _CALENDAR.search(ent.text) or _RANGE.search(ent.text)
+                                       or len(ent.text.split()) > 5):
+                continue  # "yesterday", "79 year old", "1900-0700", a clause: not a calendar date
             if ent.label_ == "ORG" and not _FACILITY_ORG.search(ent.text):
                 continue  # an organisation is not personal data; a hospital or clinic locates a person
             start, end = offset + ent.start_char, offset + ent.end_char
