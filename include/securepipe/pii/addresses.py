@@ -26,17 +26,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from securepipe.pii.lexicon import LOWER, NAME_WORD, UPPER
 from securepipe.pii.recognizers import ADDRESS, Span
 
-_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
-_LOW = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĵķĺļľŀłńņňōŏőœŕŗřśŝşšţťŧũūŭůűųŵŷźżž"
-# A capitalized word of a street or place name (diacritics, hyphens and apostrophes inside).
-NAME_WORD = rf"[{_UP}][{_LOW}{_UP}'’]*(?:[-'’][{_UP}{_LOW}][{_LOW}{_UP}'’]*)*\.?"
 _ORDINAL = r"\d{1,3}(?:st|nd|rd|th|e|er|ème)"
 HOUSE_NUMBER = r"\d{1,5}(?:[A-Za-z](?![\w]))?(?:\s?[-/]\s?\d{1,5}[A-Za-z]?)?"
 # A word of a street name: capitalized with lower-case letters (an all-capitals word in a note written
 # in capitals is not taken for a street), no sentence-ending dot.
-_STREET_WORD = rf"[{_UP}](?:[{_LOW}]|['’][{_UP}])[{_LOW}{_UP}'’]*(?:-[{_UP}{_LOW}][{_LOW}{_UP}'’]*)*"
+_STREET_WORD = rf"[{UPPER}](?:[{LOWER}]|['’][{UPPER}])[{LOWER}{UPPER}'’]*(?:-[{UPPER}{LOWER}][{LOWER}{UPPER}'’]*)*"
 _PARTICLES = (r"(?:de\s+la|de\s+l['’]|de|du|des|d['’]|la|le|les|l['’]|aux?|à\s+la|en|sur|sous|lès|di|del|della|dei|"
               r"degli|delle|da|dos|das|do|van|von|der|den|het|ten|ter|am|an|im|in|bei|vor|vorm|unter|of|on|upon|the|"
               r"and|y|e)")
@@ -98,7 +95,7 @@ _POST = rf"(?i:(?:{_words(_POST_TYPES)})s?)\b\.?"
 _PRE = rf"(?:(?i:{_words(_PRE_TYPES)})|Via)\b\.?"
 # Street types written in lower case after the name ("Erzsébet tér 19", "Kálmán Imre u. 12").
 _LOWER_POST = frozenset({"tér", "utca", "u", "út", "körút", "krt", "ul", "ulica", "trg", "cesta", "iela", "tänav"})
-_CITY = rf"{NAME_WORD}(?:(?:\s+|-)(?:{NAME_WORD}|{_PARTICLES}(?=\s*[-\s]\s*[{_UP}])|\([{_UP}][\w\s.]{{1,20}}\))){{0,4}}"
+_CITY = rf"{NAME_WORD}(?:(?:\s+|-)(?:{NAME_WORD}|{_PARTICLES}(?=\s*[-\s]\s*[{UPPER}])|\([{UPPER}][\w\s.]{{1,20}}\))){{0,4}}"
 _STREET_NAME = rf"(?:{NAME_WORD}|{_ORDINAL}|{_PARTICLES})"
 
 # (pattern, strong, needs): strong parts make an address on their own; weak ones only extend one. `needs` names
@@ -114,7 +111,7 @@ _PARTS = (
     # Villacher Strasse 89, Erzsébet tér 19, Kálmán Imre u. 12
     (rf"(?<![\w-]){NAME_WORD}(?:\s+{NAME_WORD}){{0,2}}\s+{_POST}\s*{HOUSE_NUMBER}(?![\w/-]|[.,]\d)", True, "post"),
     # Hahnstr. 4087, Herma-Matthäi-Ring 19, Wolf-Dietrich-Henk-Allee 7-3, Kerkstraat 12, Am Markt 5
-    (rf"(?<![\w-])(?:{NAME_WORD}[\s-]){{0,3}}[{_UP}][\w'’-]*?(?i:{_words(_SUFFIXES)})\b\.?\s*{HOUSE_NUMBER}"
+    (rf"(?<![\w-])(?:{NAME_WORD}[\s-]){{0,3}}[{UPPER}][\w'’-]*?(?i:{_words(_SUFFIXES)})\b\.?\s*{HOUSE_NUMBER}"
      rf"(?![\w/-]|[.,]\d)", True, "suffix"),
     (rf"\b{_DE_STARTS}\s+{NAME_WORD}(?:[\s-]{NAME_WORD}){{0,2}}\s+{HOUSE_NUMBER}(?![\w/-]|[.,]\d)", True, None),
     # PO boxes and military mail
@@ -147,15 +144,15 @@ _PARTS = (
     (rf"(?<![\w.,/-])\d{{4}}\s+{_CITY}", False, None),
     # a street word and a house number in any language ("Puruntie 82", "Brisas 6802"), a place and a
     # trailing postcode ("Domoszló Hungary 34796"): only next to other parts
-    (rf"(?<![\w-])[{_UP}][{_LOW}]{{2,}}[\w'’-]*[ \t]+\d{{1,4}}[a-z]?\b\.?(?![\w/-]|[.,]\d)", False, None),
-    (rf"(?<![\w-])[{_UP}][\w'’-]{{2,}}[ \t]+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
+    (rf"(?<![\w-])[{UPPER}][{LOWER}]{{2,}}[\w'’-]*[ \t]+\d{{1,4}}[a-z]?\b\.?(?![\w/-]|[.,]\d)", False, None),
+    (rf"(?<![\w-])[{UPPER}][\w'’-]{{2,}}[ \t]+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
     # Flat 5 / Studio 01k / Apt. 290 / Suite 102 / Wohnung 3
     (rf"\b{_UNITS}\.?\s*#?\s*[A-Za-z]?\d{{1,5}}[A-Za-z]?\b", False, None),
     (r"#\s?\d{1,5}[A-Za-z]?\b", False, None),
     # a street line without its number: Josh Tunnel, rue Pires (only next to a strong part)
     (rf"\b{NAME_WORD}(?:\s+{NAME_WORD}){{0,2}}\s+{_POST}", False, "post"),
     (rf"\b{_PRE}(?:\s+{_STREET_NAME}){{1,5}}", False, "pre"),
-    (rf"(?<![\w-])(?:{NAME_WORD}[\s-]){{0,3}}[{_UP}][\w'’-]*?(?i:{_words(_SUFFIXES)})\b\.?", False, "suffix"),
+    (rf"(?<![\w-])(?:{NAME_WORD}[\s-]){{0,3}}[{UPPER}][\w'’-]*?(?i:{_words(_SUFFIXES)})\b\.?", False, "suffix"),
 )
 
 # A note that announces an address: the rest of the clause is the address.
@@ -215,7 +212,7 @@ def _announced(text: str) -> list[tuple[int, int, bool]]:
         segment = window[:stop.start()] if stop else window
         segment = segment.rstrip(" ,.:")
         # An announced address holds a number (house number, postcode) and a capitalized word.
-        if re.search(r"\d", segment) and re.search(rf"[{_UP}]", segment):
+        if re.search(r"\d", segment) and re.search(rf"[{UPPER}]", segment):
             parts.append((start, start + len(segment), True))
     return parts
 

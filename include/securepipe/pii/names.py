@@ -18,32 +18,13 @@ a foreign word) is masked as a name. Medical eponyms followed by the word they n
 """
 from __future__ import annotations
 
-import gzip
 import re
-from functools import lru_cache
-from importlib import resources
 from typing import Iterator
 
-from securepipe.pii.addresses import NAME_WORD, _LOW, _UP
+from securepipe.pii.lexicon import (
+    AMBIGUOUS, COMMON, LOWER, NAME, NAME_WORD, PLACE, UNKNOWN, UPPER, category, lexicon,
+)
 from securepipe.pii.recognizers import LOCATION, PERSON, Recognizer, Span
-
-COMMON, AMBIGUOUS, NAME, PLACE, UNKNOWN = "C", "A", "N", "P", "?"
-
-
-@lru_cache(maxsize=1)
-def lexicon() -> dict[str, str]:
-    """word (lower case) -> category, from the file `tools/build_lexicon.py` writes."""
-    data = resources.files("securepipe.pii").joinpath("data/lexicon.tsv.gz").read_bytes()
-    entries = {}
-    for line in gzip.decompress(data).decode("utf-8").splitlines():
-        word, _, category = line.partition("\t")
-        entries[word] = category
-    return entries
-
-
-def category(word: str) -> str:
-    return lexicon().get(word.lower().strip(".’'"), UNKNOWN)
-
 
 _TITLES = (r"(?:Dr|Drs|Doctor|Docteur|Dott|Dott\.ssa|Mr|Mrs|Ms|Mx|Miss|Mstr|Master|Prof|Professor|Pr|Sir|Dame|"
            r"Lady|Lord|Rev|Revd|Reverend|Fr|Father|Sister|Sr|Nurse|Judge|Justice|Herr|Frau|Hr|Fräulein|Frl|Mme|"
@@ -62,7 +43,7 @@ _INITIAL = r"[A-Z]\.|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
 # A name word never takes a sentence's closing dot ("... Menton."); initials and titles keep theirs.
 _WORD_NO_DOT = NAME_WORD[:-len(r"\.?")] if NAME_WORD.endswith(r"\.?") else NAME_WORD
-_TOKEN = rf"(?:{_INITIAL}|{_WORD_NO_DOT}(?![\w])|[{_UP}]{{2,}}(?=[\s,]))"
+_TOKEN = rf"(?:{_INITIAL}|{_WORD_NO_DOT}(?![\w])|[{UPPER}]{{2,}}(?=[\s,]))"
 _RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
 _TITLE_BEFORE = re.compile(rf"(?:\b(?i:{_TITLE_CHAIN})|{_M_TITLE})\s*$")
 _DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
@@ -163,7 +144,7 @@ class NameRecognizer(Recognizer):
 
     name = "person_rules"
     entity = PERSON
-    PREFILTER = re.compile(rf"[{_UP}{_LOW}]{{2}}")
+    PREFILTER = re.compile(rf"[{UPPER}{LOWER}]{{2}}")
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _RUN.finditer(text):
@@ -226,7 +207,7 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
-_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{_LOW}][{_LOW}'’-]{{2,}}(?:\s+[{_LOW}][{_LOW}'’-]{{2,}})?(?![\w'’-])")
+_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}(?:\s+[{LOWER}][{LOWER}'’-]{{2,}})?(?![\w'’-])")
 
 
 def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -253,7 +234,7 @@ _PLACE_ANNOUNCERS = re.compile(
     r"going|went|headed|heading|visit(?:ed|ing)?|here)\s+(?:to|from|in|at)|from|to|in|at|near|visited|visiting|"
     r"outside|around|via|towards?|nach|aus|bei|à|au|aux|en|de|depuis|vers|près\s+de)\s+)$"
 )
-_UPPER_PLACE = re.compile(rf"[{_UP}]{{4,}}(?:[\s-][{_UP}]{{2,}}){{0,2}}")
+_UPPER_PLACE = re.compile(rf"[{UPPER}]{{4,}}(?:[\s-][{UPPER}]{{2,}}){{0,2}}")
 
 
 class PlaceRecognizer(Recognizer):
@@ -262,7 +243,7 @@ class PlaceRecognizer(Recognizer):
 
     name = "place_rules"
     entity = LOCATION
-    PREFILTER = re.compile(rf"[{_UP}]")
+    PREFILTER = re.compile(rf"[{UPPER}]")
 
     def find(self, text: str) -> Iterator[Span]:
         for match in _FACILITY.finditer(text):

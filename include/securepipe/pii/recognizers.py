@@ -544,7 +544,7 @@ class CodeShapeRecognizer(PatternRecognizer):
         if _MEASURE.fullmatch(value):
             return False
         # "60-69-year-old", "5-day-course": numbers joined to common words, not a code
-        from securepipe.pii.names import COMMON, category
+        from securepipe.pii.lexicon import COMMON, category
 
         words = re.findall(r"[A-Za-z]{3,}", value)
         return not (words and all(category(word) == COMMON for word in words))

@@ -33,7 +33,8 @@ from typing import Iterable, Sequence
 
 from securepipe.pii import recognizers as rec
 from securepipe.pii.operators import TOKEN_RE
-from securepipe.pii.names import COMMON, category, refine_person_or_place
+from securepipe.pii.lexicon import COMMON, category
+from securepipe.pii.names import refine_person_or_place
 from securepipe.pii.recognizers import RecognizerConfig, RecognizerRegistry, Span
 
 __all__ = ["Span", "detect_batch", "detect_texts", "mask_text", "merge_spans"]
