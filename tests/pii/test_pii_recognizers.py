@@ -131,8 +131,11 @@ FOUND = [
     ("Seen by Dr. Okonkwo today.", "Okonkwo", {rec.PERSON}),
     ("Rosalind Vasquez is a 67-year-old.", "Rosalind Vasquez", {rec.PERSON}),
     ("Patient Brown, Maria (MRN 5531222) seen.", "Brown, Maria", {rec.PERSON}),
-    ("Referred by Prof. Dr. med. Karl-Heinz Müller-Lüdenscheidt for review.", "Karl-Heinz Müller-Lüdenscheidt",
-     {rec.PERSON}),
+    # (a title or degree goes with the name it belongs to)
+    ("Referred by Prof. Dr. med. Karl-Heinz Müller-Lüdenscheidt for review.",
+     "Prof. Dr. med. Karl-Heinz Müller-Lüdenscheidt", {rec.PERSON}),
+    ("Emergency contact: Silva Köster B.Eng., +49 7322 310049.", "Silva Köster B.Eng.", {rec.PERSON}),
+    ("Emergency contact: Frau Else Döhn, (08739) 21941.", "Frau Else Döhn", {rec.PERSON}),
     ("Consult with Jean-Luc de la Fontaine, MD tomorrow.", "Jean-Luc de la Fontaine", {rec.PERSON}),
     ("Emergency contact: Willemine ten Pas (daughter).", "Willemine ten Pas", {rec.PERSON}),
     ("Signed by Shane M Culp, RN.", "Shane M Culp", {rec.PERSON}),

@@ -29,7 +29,7 @@ from securepipe.pii.recognizers import LOCATION, PERSON, Recognizer, Span
 _TITLES = (r"(?:Dr|Drs|Doctor|Docteur|Dott|Dott\.ssa|Mr|Mrs|Ms|Mx|Miss|Mstr|Master|Prof|Professor|Pr|Sir|Dame|"
            r"Lady|Lord|Rev|Revd|Reverend|Fr|Father|Sister|Sr|Nurse|Judge|Justice|Herr|Frau|Hr|Fräulein|Frl|Mme|"
            r"Mlle|Mmes|Madame|Mademoiselle|Monsieur|MM|Me|Maître|Maitre|Sig|Sig\.ra|Sra|Srta|Don|Doña|Dña|Dipl\.-Ing|"
-           r"Ing|Mag|Univ\.-Prof|Priv\.-Doz|PD)")
+           r"Ing|Mag|Univ\.\s?-?Prof|Priv\.-Doz|PD)")
 _TITLE_CHAIN = rf"{_TITLES}\.?(?:\s+(?:{_TITLES}\.?|med\.|rer\.\s?nat\.|phil\.|dent\.|vet\.|habil\.|h\.c\.|"\
                r"jur\.|oec\.|pharm\.|sc\.)){0,4}"
 # "M." (Monsieur) only before a capitalized word, as a title.
@@ -39,14 +39,16 @@ _DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)
             r"MPH|MSN|BSN|DNP|LPN|CNA|PharmD|Pharm\.D\.|OD|DPM|CRNA|LCSW|PsyD|EdD|JD|LLM|LL\.M\.|Esq\.?|Jr\.?|Sr\.?|"
             r"II|III|IV|Dipl\.-Ing\.|Dipl\.-Kfm\.|Dipl\.-Psych\.|Dr\.\s?med\.|MdB|M\.Eng\.|B\.Eng\.|LL\.B\.)")
 _PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
-_INITIAL = r"[A-Z]\.|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
+_INITIAL = r"[A-Z]\.(?![A-Za-z])|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
 # A name word never takes a sentence's closing dot ("... Menton."); initials and titles keep theirs.
 _WORD_NO_DOT = NAME_WORD[:-len(r"\.?")] if NAME_WORD.endswith(r"\.?") else NAME_WORD
-_TOKEN = rf"(?:{_INITIAL}|{_WORD_NO_DOT}(?![\w])|[{UPPER}]{{2,}}(?=[\s,]))"
+_TOKEN = rf"(?:{_INITIAL}|{_WORD_NO_DOT}(?![\w]|\.[A-Za-z])|[{UPPER}]{{2,}}(?=[\s,]))"
 _RUN = re.compile(rf"(?<![\w'’-])({_TOKEN}(?:(?:\s+|\s*-\s*)(?:{_PARTICLE}\s+)*{_TOKEN}){{0,5}})")
+_IS_TITLE = re.compile(rf"(?i:{_TITLES})\.?")
 _TITLE_BEFORE = re.compile(rf"(?:\b(?i:{_TITLE_CHAIN})|{_M_TITLE})\s*$")
 _DEGREE_AFTER = re.compile(rf"^,?\s+{_DEGREES}(?![\w])")
+_DEGREES_AFTER = re.compile(rf"^(?:,?\s+{_DEGREES}(?![\w]))+")
 # Words after which a capitalized run is a person.
 _ANNOUNCERS = re.compile(
     r"(?i:\b(?:patient(?:in|e)?|pt|client|resident|member|subject|name[d]?|called|nom|nommée?|"
@@ -150,6 +152,16 @@ class NameRecognizer(Recognizer):
         for match in _RUN.finditer(text):
             tokens = _tokens(match.group(1), match.start(1))
             kinds = [_kind(word) for _, _, word in tokens]
+            # A title splits a run, and the word after it is a given name even when it is also a
+            # common word ("Frau Else Döhn", "Dr Will Ng").
+            for index, (_, _, word) in enumerate(tokens):
+                if _IS_TITLE.fullmatch(word):
+                    kinds[index] = COMMON
+                    if index + 2 < len(tokens) and kinds[index + 1] == COMMON:
+                        kinds[index + 1] = AMBIGUOUS
+            if len(tokens) > 1 and kinds[0] == COMMON and \
+                    _TITLE_BEFORE.search(text, max(0, match.start(1) - 40), match.start(1)):
+                kinds[0] = AMBIGUOUS
             for segment, segment_kinds in _segments(tokens, kinds):
                 yield from self._judge(text, segment, segment_kinds)
         yield from self._lowercase_names(text)
@@ -181,13 +193,18 @@ class NameRecognizer(Recognizer):
                     _is_sentence_start(text, start) or after.startswith(":") or tokens[0][2].endswith(".")):
                 return  # a note's heading or a sentence's first word, not a name
         score = 0.85 if named else (0.7 if NAME in kinds else 0.5)
-        yield Span(start, end, PERSON, score)
+        # The title before and the degrees after go with the name ("Prof. Dr. Anna Roth, MD").
+        title = _TITLE_BEFORE.search(before)
+        outer_start = start - (len(before) - title.start()) if title else start
+        degrees = _DEGREES_AFTER.match(after)
+        outer_end = end + degrees.end() if degrees else end
+        yield Span(outer_start, outer_end, PERSON, score)
         # "Last, First": a name followed by a comma and a given name.
         tail = re.match(rf",\s*({_TOKEN}(?:\s+{_TOKEN})?)(?![\w'’-])", after)
         if tail:
             first_kinds = [_kind(w) for w in tail.group(1).split()]
             if first_kinds[0] in (NAME, AMBIGUOUS, UNKNOWN) and (NAME in kinds or NAME in first_kinds or named):
-                yield Span(start, end + tail.end(1), PERSON, score)
+                yield Span(outer_start, end + tail.end(1), PERSON, score)
 
     @staticmethod
     def _lowercase_names(text: str) -> Iterator[Span]:

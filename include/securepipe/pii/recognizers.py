@@ -459,8 +459,8 @@ class PhoneRecognizer(PatternRecognizer):
     entity = PHONE
     PREFILTER = re.compile(r"\d[\s().\-/]?\d[\s().\-/]?\d")
     PATTERNS = (
-        ("phone", r"(?<![\w+/.,-])(?:(?:\+|00)\d{1,3}[\s.\-]?(?:\(0\)\s?)?)?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,5}"
-                  r"(?:[\s.\-]\d{1,8}){0,5}(?:\s*(?:ext\.?|x|extension|poste|Durchwahl|DW)\s*\d{1,6})?(?![\w/-]|[.,]\d)",
+        ("phone", r"(?<![\w+/.,-])(?:(?:\+|00)\d{1,3}[\s.\-]?(?:\(0\)\s?)?)?(?:\(\d{1,5}\)[\s.\-]?)?\d{1,12}"
+                  r"(?:[\s.\-]\d{1,12}){0,5}(?:\s*(?:ext\.?|x|extension|poste|Durchwahl|DW)\s*\d{1,6})?(?![\w/-]|[.,]\d)",
          0.7),
     )
 
