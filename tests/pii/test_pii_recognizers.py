@@ -201,6 +201,13 @@ def test_overlapping_spans_merge_into_one_that_covers_both():
     assert [(text[s.start:s.end], s.entity_type) for s in spans] == [("2021-03-04 12:20:39", rec.DATE)]
 
 
+def test_a_chain_of_overlapping_spans_becomes_one():
+    from securepipe.pii.text import merge_spans
+
+    chain = [rec.Span(0, 4, rec.PERSON, 0.5), rec.Span(3, 8, rec.DATE, 0.7), rec.Span(7, 12, rec.PHONE, 0.6)]
+    assert merge_spans(chain) == [rec.Span(0, 12, rec.DATE, 0.7)]
+
+
 def test_known_values_of_the_row_are_found_as_whole_words():
     text = "Annual visit: Ann Lee (Lee family) doing well."
     spans = detect_batch([text], [[("Ann Lee", rec.PERSON)]], ner=False)[0]

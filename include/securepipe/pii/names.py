@@ -218,7 +218,9 @@ class NameRecognizer(Recognizer):
                 continue
             start, end = words[0][0], words[-1][1]
             before = text[max(0, start - 40):start]
-            if len(words) >= 2 and all(k in (NAME, UNKNOWN) for k in kinds) or \
+            pair = len(words) >= 2 and all(k == NAME or k == UNKNOWN and _NAME_LOOK.fullmatch(w)
+                                           for k, (_, _, w) in zip(kinds, words))
+            if pair or \
                     _TITLE_BEFORE.search(before) or _ANNOUNCERS.search(before) or text.startswith("'s", end) \
                     or text.startswith("’s", end) or text.startswith(":", end) and len(words) == 1 and kinds[0] == NAME:
                 yield Span(start, end, PERSON, 0.5)

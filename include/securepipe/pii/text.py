@@ -114,7 +114,10 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
     for group in groups:
         start, end = group[0].start, max(s.end for s in group)
         wide = [s for s in group if 2 * (s.end - s.start) >= end - start]
-        best = max(wide, key=lambda s: (PRIORITY.get(s.entity_type, 0), s.end - s.start))
+        if wide:
+            best = max(wide, key=lambda s: (PRIORITY.get(s.entity_type, 0), s.end - s.start))
+        else:  # a chain of short overlapping spans
+            best = max(group, key=lambda s: s.end - s.start)
         merged.append(Span(start, end, best.entity_type, max(s.score for s in group)))
     return merged
 
