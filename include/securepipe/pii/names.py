@@ -149,6 +149,11 @@ class NameRecognizer(Recognizer):
     PREFILTER = re.compile(rf"[{UPPER}{LOWER}]{{2}}")
 
     def find(self, text: str) -> Iterator[Span]:
+        found = list(self._find(text))
+        yield from found
+        yield from _coordinated(text, found)
+
+    def _find(self, text: str) -> Iterator[Span]:
         for match in _RUN.finditer(text):
             tokens = _tokens(match.group(1), match.start(1))
             kinds = [_kind(word) for _, _, word in tokens]
@@ -159,9 +164,9 @@ class NameRecognizer(Recognizer):
                     kinds[index] = COMMON
                     if index + 2 < len(tokens) and kinds[index + 1] == COMMON:
                         kinds[index + 1] = AMBIGUOUS
-            if len(tokens) > 1 and kinds[0] == COMMON and \
-                    _TITLE_BEFORE.search(text, max(0, match.start(1) - 40), match.start(1)):
-                kinds[0] = AMBIGUOUS
+            if _TITLE_BEFORE.search(text, max(0, match.start(1) - 40), match.start(1)):
+                # After a title, the next three capitalized words are the name ("Dr. Justin Beet").
+                kinds[:3] = [AMBIGUOUS if kind == COMMON else kind for kind in kinds[:3]]
             for segment, segment_kinds in _segments(tokens, kinds):
                 yield from self._judge(text, segment, segment_kinds)
         yield from self._lowercase_names(text)
@@ -226,6 +231,22 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+_COORDINATED_AFTER = re.compile(rf"^(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)({_WORD_NO_DOT})(?![\w])")
+_COORDINATED_BEFORE = re.compile(rf"(?<![\w'’-])({_WORD_NO_DOT})(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)$")
+
+
+def _coordinated(text: str, found: list[Span]) -> Iterator[Span]:
+    """Names listed with a name ("Monjeau, Graves and Reed"): a capitalized word joined to a
+    person by a comma or "and" is a person too, unless it is a common word."""
+    for span in found:
+        after = _COORDINATED_AFTER.match(text[span.end:span.end + 40])
+        if after and _kind(after.group(1)) != COMMON:
+            yield Span(span.end + after.start(1), span.end + after.end(1), PERSON, 0.5)
+        before = _COORDINATED_BEFORE.search(text, max(0, span.start - 40), span.start)
+        if before and _kind(before.group(1)) != COMMON and not _is_sentence_start(text, before.start(1)):
+            yield Span(before.start(1), before.end(1), PERSON, 0.5)
+
+
 _LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}(?:\s+[{LOWER}][{LOWER}'’-]{{2,}})?(?![\w'’-])")
 
 
@@ -270,6 +291,16 @@ class PlaceRecognizer(Recognizer):
         for match in _RUN.finditer(text):
             yield from self._places(text, match.start(1), match.group(1))
             yield from self._announced_place(text, match.start(1), match.group(1))
+        yield from self._lowercase_places(text)
+
+    @staticmethod
+    def _lowercase_places(text: str) -> Iterator[Span]:
+        """A known place written in lower case right after "from", "in", "to" ("moved here from tunisia")."""
+        for match in _LOWER_RUN.finditer(text):
+            words = match.group().split()
+            if category(words[0]) == PLACE and _PLACE_ANNOUNCERS.search(text, max(0, match.start() - 40),
+                                                                         match.start()):
+                yield Span(match.start(), match.start() + len(words[0]), LOCATION, 0.5)
 
     @staticmethod
     def _announced_place(text: str, start: int, run: str) -> Iterator[Span]:
