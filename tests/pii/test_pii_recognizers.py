@@ -106,6 +106,9 @@ FOUND = [
     ("Home: Bahnhofstrasse 1, 8001 Zürich.", "Bahnhofstrasse 1, 8001 Zürich", {rec.ADDRESS}),
     ("Lives at 1600 Main St W, Toronto, ON M5V 2T6 now.", "1600 Main St W, Toronto, ON M5V 2T6", {rec.ADDRESS}),
     ("Sent to PSC 1786, Box 7626, APO AE 48833 today.", "PSC 1786, Box 7626, APO AE 48833", {rec.ADDRESS}),
+    ("Found at the corner of Pachergasse 64 and Radolič Harbor", "Pachergasse 64 and Radolič Harbor", {rec.ADDRESS}),
+    ("> Alma Jensen\n> 91215 Harjukuja 54\n> Suite 318\n> SEINÄJOKI\n> Finland 38524",
+     "91215 Harjukuja 54\n> Suite 318\n> SEINÄJOKI\n> Finland 38524", {rec.ADDRESS}),
     # dates: ISO, day first, month first, written months in three languages
     ("DOB 4/17/1956 per chart.", "4/17/1956", {rec.DATE}),
     ("Seen on 20.06.2010. Stable.", "20.06.2010", {rec.DATE}),
@@ -150,6 +153,8 @@ FOUND = [
     ("Travelled to Böblingen last week.", "Böblingen", {rec.LOCATION}),
     # ages (the policy decides which ones are masked) and other identifiers
     ("Pt is a 92-year-old with CHF.", "92", {rec.AGE}),
+    ("She retired at the age of 61 and moved.", "61", {rec.AGE}),
+    ("Flew to Oslo on Tuesday morning.", "Tuesday", {rec.DATE}),
     ("Telehealth from 192.168.10.4 ok.", "192.168.10.4", {rec.IP}),
     ("See https://example.org/patients/8812 for the scan.", "https://example.org/patients/8812", {rec.URL}),
     ("Device serial 4471-9920-1187 replaced.", "4471-9920-1187", {rec.IDENTIFIER, rec.PHONE}),

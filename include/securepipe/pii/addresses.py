@@ -167,8 +167,8 @@ _CLAUSE_END = re.compile(r"\.\s+(?=[A-Z])|[;\n(]|\.$|\s(?:and|but|with|since|for
 _LEADING_ARTICLE = re.compile(r"(?:(?:the|a|an|der|die|das|dem|den|le|la|les|l['’]|au|aux|du|de|el|il)\s+)+")
 _MAX_ANNOUNCED = 120
 # What may lie between two parts of one address.
-_GAP = re.compile(rf"\.?(?:\s*[,/\n]\s*|\s+|\s*-\s*)(?:(?:{NAME_WORD}|{_PARTICLES}|\d{{1,5}})(?:\s*[,/\n]\s*|\s+))"
-                  rf"{{0,5}}")
+_GAP = re.compile(rf"\.?(?:\s*[,/\n>|]\s*|\s+|\s*-\s*)(?:(?:{NAME_WORD}|{_PARTICLES}|\d{{1,5}})(?:\s*[,/\n>|]\s*|\s+))"
+                  rf"{{0,5}}")  # ">" and "|": quoted e-mail lines, table cells
 _MAX_GAP = 60
 
 
@@ -201,8 +201,13 @@ def _families(text: str) -> set:
     return families
 
 
+# A street corner names a place without a house number ("at the corner of Main St and Elm Ave").
+_CORNER = re.compile(rf"\b(?:[Cc]orner|[Ii]ntersection|[Jj]unction)\s+of\s+((?:{NAME_WORD}|\d{{1,5}}|{_PARTICLES})"
+                     rf"(?:[ \t]+(?:{NAME_WORD}|\d{{1,5}}\.?|{_PARTICLES}|str|and|&)){{1,10}})")
+
+
 def _announced(text: str) -> list[tuple[int, int, bool]]:
-    parts = []
+    parts = [(m.start(1), m.end(1), True) for m in _CORNER.finditer(text) if re.search(r"\s(?:and|&)\s", m.group(1))]
     for match in _ANNOUNCED.finditer(text):
         start = match.end()
         article = _LEADING_ARTICLE.match(text, start)

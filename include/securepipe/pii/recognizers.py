@@ -393,6 +393,10 @@ class DateRecognizer(PatternRecognizer):
                       r"around|early|late|mid|spring|summer|autumn|fall|winter|im|seit|bis|von|jahr|en|depuis|"
                       r"année|annee|depuis|dès|des)\s)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d|\s?(?:%|[a-zA-Z]{1,4}\b(?<!and)(?<!or)))")
     MONTH_PREFILTER = re.compile(rf"(?i)\b{_MONTH_WORD}")
+    # A day of the week narrows a date down ("flew in on Tuesday").
+    WEEKDAY = re.compile(r"\b(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Montag|Dienstag|Mittwoch|Donnerstag|"
+                         r"Freitag|Samstag|Sonnabend|Sonntag)\b|(?i:\bon\s+(?P<day>(?:mon|tues|wednes|thurs|fri|satur|"
+                         r"sun)day))\b")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
         rf"\b(?:{_WEEKDAY})?{_DAY}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
         rf",?\s*(?:-\s*)?(?:{_YEAR}|'\d\d)\b",
@@ -403,9 +407,12 @@ class DateRecognizer(PatternRecognizer):
     ))
 
     def applies(self, text):
-        return any(ch.isdigit() for ch in text)
+        return True
 
     def find(self, text):
+        for match in self.WEEKDAY.finditer(text):
+            span = match.span("day") if match.group("day") else match.span()
+            yield Span(*span, DATE, 0.4)
         if self.PREFILTER.search(text):
             yield from super().find(text)
             for match in self.YEAR.finditer(text):
@@ -588,11 +595,14 @@ class AgeRecognizer(PatternRecognizer):
     name = "age"
     entity = AGE
     FLAGS = re.IGNORECASE
-    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|\bturned\b")
+    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|\bturn|\b(?:was|is|am|are|were|['’][smr])\s+\d")
     PATTERNS = (
         ("age-years-old", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:-\s?)?(?:years?|yrs?|y)\.?(?:[\s-]old\b|[\s-]of[\s-]age\b))", 0.8),
         ("age-yo", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:y/o|yo|y\.o\.)(?![\w]))", 0.8),
-        ("age-labelled", r"\b(?:age|aged|âgée?\s+de|alter|im\s+alter\s+von|turned)[:\s]\s?(?P<span>\d{1,3})\b(?![.,]\d)", 0.7),
+        ("age-labelled", r"\b(?:age|aged|age\s+of|âgée?\s+de|alter|im\s+alter\s+von|turn|turns|turned|turning)[:\s]\s?"
+                         r"(?P<span>\d{1,3})\b(?![.,]\d|\s?(?:%|mg|kg|cm|mm|ml|units?|times|tabs?|hours|days|weeks))", 0.7),
+        ("age-was", r"\b(?:he|she|i|they|you|we)(?:\s+(?:was|is|am|are|were)|['’](?:s|m|re))\s+(?P<span>\d{1,3})"
+                    r"(?=\s*(?:[.,;!?]|$|years|yrs))", 0.6),
         ("age-foreign", r"(?<![\w.,-])(?P<span>\d{1,3})(?=[\s-]?(?:jährige|jähriger|jährig|Jahre\s+alt|ans\b))", 0.8),
     )
 
