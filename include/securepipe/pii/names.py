@@ -124,11 +124,14 @@ def _kind(word: str) -> str:
 def _segments(tokens: list, kinds: list) -> list[tuple[list, list]]:
     """A capitalized run split at its common words: a name holds none ("Dr Lee Reports
     Fever" is the name "Lee" and two words), particles and the word after one excepted
-    ("Willemine ten Pas")."""
+    ("Willemine ten Pas"), and a last word after a given name ("Jane Doe")."""
     segments, current = [], ([], [])
     for index, (token, kind) in enumerate(zip(tokens, kinds)):
         after_particle = index > 0 and kinds[index - 1] == "particle" and current[0]
-        if kind == COMMON and not after_particle:
+        # A surname that is also a word ends a run after a given name ("Jane Doe", "Justin Beet").
+        surname = (index == len(tokens) - 1 and index > 0 and kinds[index - 1] == NAME and current[0]
+                   and _TITLE_CASE.fullmatch(token[2]) and _TITLE_CASE.fullmatch(tokens[index - 1][2]))
+        if kind == COMMON and not after_particle and not surname:
             if current[0]:
                 segments.append(current)
             current = ([], [])
@@ -231,6 +234,7 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+_TITLE_CASE = re.compile(rf"[{UPPER}][{LOWER}][\w'’-]*")
 _COORDINATED_AFTER = re.compile(rf"^(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)({_WORD_NO_DOT})(?![\w])")
 _COORDINATED_BEFORE = re.compile(rf"(?<![\w'’-])({_WORD_NO_DOT})(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)$")
 
@@ -240,10 +244,11 @@ def _coordinated(text: str, found: list[Span]) -> Iterator[Span]:
     person by a comma or "and" is a person too, unless it is a common word."""
     for span in found:
         after = _COORDINATED_AFTER.match(text[span.end:span.end + 40])
-        if after and _kind(after.group(1)) != COMMON:
+        if after and _TITLE_CASE.fullmatch(after.group(1)) and _kind(after.group(1)) != COMMON:
             yield Span(span.end + after.start(1), span.end + after.end(1), PERSON, 0.5)
         before = _COORDINATED_BEFORE.search(text, max(0, span.start - 40), span.start)
-        if before and _kind(before.group(1)) != COMMON and not _is_sentence_start(text, before.start(1)):
+        if before and _TITLE_CASE.fullmatch(before.group(1)) and _kind(before.group(1)) != COMMON \
+                and not _is_sentence_start(text, before.start(1)):
             yield Span(before.start(1), before.end(1), PERSON, 0.5)
 
 

@@ -512,12 +512,19 @@ class ContextIdentifierRecognizer(PatternRecognizer):
          r"(?P<span>(?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.](?=[A-Z0-9])){3,29})(?![\w-])", 0.85),
     )
 
+    # The visible tail of a card or account number ("account ending in 4421") identifies it too.
+    TAIL = re.compile(r"(?i)\b(?:ending|ends|end)\s+(?:in|with)\s+(?:#\s?)?(?P<span>\d{4,6})\b|"
+                      r"\blast\s+(?:4|four|5|five|6|six)(?:\s+digits)?(?:\s+(?:are|is|of))?:?\s+(?P<last>\d{4,6})\b")
+
     def find(self, text):
         for _, pattern, score in self._patterns:
             for match in pattern.finditer(text):
                 if self.validate(match.group("span")):
                     entity = MRN if self.MRN_LABEL.fullmatch(match.group("label")) else IDENTIFIER
                     yield Span(match.start("span"), match.end("span"), entity, score)
+        for match in self.TAIL.finditer(text):
+            group = "span" if match.group("span") else "last"
+            yield Span(match.start(group), match.end(group), IDENTIFIER, 0.7)
 
     def validate(self, value):
         digits = sum(ch.isdigit() for ch in value)
