@@ -12,8 +12,8 @@ Each line is `word<TAB>category`, the word lower-cased:
      names (spaCy's lists); drug names
      and clinical abbreviations (they override a name: "Foley" is a catheter); and rarer English
      words with a derivational ending names do not have ("sedated", "hemodynamically");
-  A  a frequent common word that is also a surname ("brown") or one of the given names that are
-     everyday words (GIVEN_NAME_WORDS: "will", "grace");
+  A  a frequent common word that is also a surname ("brown") or a given name ("grace", "general"),
+     less the given names that are names first (NAMES_NOT_WORDS: "mary", "peter");
   N  a given name or surname (Faker's person lists of every locale) that is not a frequent
      common word;
   P  a place: a city of 15,000 people or more, a country, a US state (GeoNames), single words and
@@ -39,16 +39,24 @@ AMBIGUOUS_ZIPF = 4.0  # a name that is also a word this frequent ("brown") is no
 PROPER_ZIPF = 3.0  # a capitalized-only dictionary word this frequent is a proper adjective or noun
 
 
-# Given names that are also everyday English words: on its own, such a word is not taken for a name.
-# (Every other given name that Webster's happens to list in lower case, "mary", "ruth", is a name.)
-GIVEN_NAME_WORDS = frozenset("""
-will mark bill grant hope rose joy faith may june april august frank jack art sue pat drew rob chase dawn eve grace
-iris ivy lily ruby summer sky penny olive sandy rich don gene ray jay guy amber crystal destiny harmony honey angel
-autumn winter star storm river rocky sunny ace buck bud chip chuck clay cliff dash duke earl ford fox hunter king
-knight major marshall mason miles page parker porter reed sterling stone tanner tucker wade ward wolf young mercy
-patience charity heaven precious treasure unique liberty justice victory blessing comfort essence haven marvel
-miracle noble sunshine lucky golden silver diamond pearl cherry candy fancy fairy darling baby babe buddy trace
+# Given names that Webster's also lists as (often obscure) lower-case words ("mary", "peter"): these
+# stay names. Every other given name that is a frequent English word ("will", "grace", "general",
+# "supple") is ambiguous: on its own it is not taken for a name.
+NAMES_NOT_WORDS = frozenset("""
+peter tom jack mike joe mary henry martin harry ben sam tony bob nick kim dan jordan eric lewis alan jeff kelly
+jimmy jane walter jean ann josh maria billy graham larry ted warren jerry barry laura terry nelson carl steven emma
+perry bobby franklin ken amy cole victor jake kent benjamin tommy blake collins morris kyle vincent nancy murphy
+pete brad warner ralph colin lucy spencer bailey ruth hart harper jo marc palmer travis cal caroline blair sanders
+wade sally florence troy chad pierce marco seth betty joey randy riley gilbert griffin walt homer ana jenny rex
+willie abbey holly molly beth burke brett manning kirk kerry donna dee marina nash cyrus freeman mick rand
+wellington timothy woody chester mel fletcher burton allan tucker dom silva napoleon maxwell wheeler kai webster dev
+alison chandler nat pedro rita lionel franco lambert hank rory tate brock vera irene stella nam mack benedict sophia
+brent monte piper toby rodney otto wong dell tara mae alec stein sonny lan neal holden dow malik clive gale luna
+willy jasmine barton sammy pam benny elaine dexter brit tiffany hanna peyton beau patty rosemary colt peggy hector
+alma baxter milo booker amelia ariel cain dolly jenna barney mona dalton burgess clint yan madden harden lafayette
+cass nicky ryder tai al dick drew gene morgan robin kay jess noel ginger nova jade montana geneva atlas
 """.split())
+AMBIGUOUS_GIVEN_ZIPF = 3.5
 
 
 def faker_names(kind: str = "all") -> set[str]:
@@ -106,6 +114,13 @@ sbp dbp map hr rr spo2 o2 nc nrb fm mae perrl perla aox aaox a&o a+o c/o s/p h/o
 mdi neb nebs albuterol atrovent combivent lopressor metoprolol dilt diltiazem amio amiodarone dig digoxin
 coumadin integrilin aggrestat plavix asa tylenol morphine mso4 dilaudid percocet oxycodone ambien colace senna
 dulcolax zantac pepcid protonix ssi nph lantus humalog riss fs fsbs bgl
+french supple mayo allis metzenbaum ochsner bovie vicryl prolene monocryl ethibond dermabond surgicel dexon betadine
+penrose veress esmarch kitner gomco bookwalter debakey jackson-pratt bard-parker steri-strips steri-strip gelfoam
+ligasure interstim shiley lahey balfour scarpa denonvilliers gleason doppler crystalloid transurethral laparoscopic
+empyema noncontributory cystourethroscopy penoscrotal pseudomonas dartos polysorb biopro bioarc falope ellik deflux
+ray-tec raytec kocher babcock adson frazier yankauer richardson deaver weitlaner gelpi hemovac pleur-evac tegaderm
+xeroform kerlix coban webril tisseel floseal surgiflo marcaine sensorcaine exparel toradol ancef kefzol endocatch
+bair hugger jp hemoclip hemoclips endoloop endo-gia gia eea ta tta pds maxon nurolon ethilon mersilene silk chromic
 """.split())
 
 
@@ -141,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     dictionary = {w for w in webster if w.islower()}
     capitalized_only = {w.lower() for w in webster if not w.islower()} - dictionary
     names = faker_names()
-    given = faker_names("given") - GIVEN_NAME_WORDS
+    given = faker_names("given")
     lexicon: dict[str, str] = {}
     for word in dictionary:
         frequency = wordfreq.zipf_frequency(word, "en")
         if word in names:
-            if frequency >= AMBIGUOUS_ZIPF and word not in given:
+            if word in NAMES_NOT_WORDS:
+                continue
+            if word in given and frequency >= AMBIGUOUS_GIVEN_ZIPF or word not in given and frequency >= AMBIGUOUS_ZIPF:
                 lexicon[word] = "A"
         elif frequency >= COMMON_EN_DICT_ZIPF:
             lexicon[word] = "C"

@@ -148,7 +148,6 @@ _PARTS = (
     (rf"(?<![\w-])[{UPPER}][\w'’-]{{2,}}[ \t]+\d{{4,6}}\b(?![\w/-]|[.,]\d)", False, None),
     # Flat 5 / Studio 01k / Apt. 290 / Suite 102 / Wohnung 3
     (rf"\b{_UNITS}\.?\s*#?\s*[A-Za-z]?\d{{1,5}}[A-Za-z]?\b", False, None),
-    (r"#\s?\d{1,5}[A-Za-z]?\b", False, None),
     # a street line without its number: Josh Tunnel, rue Pires (only next to a strong part)
     (rf"\b{NAME_WORD}(?:\s+{NAME_WORD}){{0,2}}\s+{_POST}", False, "post"),
     (rf"\b{_PRE}(?:\s+{_STREET_NAME}){{1,5}}", False, "pre"),

@@ -79,6 +79,10 @@ _EPONYM_AFTER = re.compile(
     r"^(?:['’]s?)?\s+(?:disease|syndrome|sign|signs|scale|score|criteria|classification|index|reflex|maneuver|"
     r"manoeuvre|test|procedure|operation|catheter|tube|fracture|palsy|phenomenon|law|method|technique|stain|"
     r"formula|equation|cell|cells|node|nodes|ulcer|tumou?r|lymphoma|sarcoma|disorder|triad|reaction|position|"
+    r"scissors|clamps?|forceps|retractors?|drains?|needles?|stitch(?:es)?|sutures?|stand|catheters?|ligaments?|"
+    r"fascia|space|pouch|triangle|incision|cautery|electrocautery|dilators?|speculum|blades?|sheath|trocars?|"
+    r"scope|tenaculum|elevator|curettes?|rongeurs?|sponges?|pads?|dressings?|bandages?|staples?|knots?|repair|"
+    r"approach|grade|hernia|fracture|ligature|mesh|plug|valve|shunt|pump|bag|balloon|stent|wire|"
     r"Coma|Criteria|Score|Scale|Disease|Syndrome)\b"
 )
 _FACILITY_WORDS = (r"(?:Hospital|Hospitals|General|Clinic|Clinics|Infirmary|Sanatorium|Hospice|Medical\s+Cent(?:er|re)|"
