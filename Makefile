@@ -10,7 +10,7 @@ export UV_LINK_MODE=copy
 # Never let boto3 probe the EC2 metadata endpoint: everything AWS here is on loopback.
 export AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: setup setup-airflow setup-train lock demo test test-fast up down security bench clean-demo \
+.PHONY: setup setup-airflow setup-train lock lexicon demo test test-fast up down security bench clean-demo \
 	corpora corpora-tab corpora-presidio-research corpora-deid corpora-meddocan corpora-sample
 
 setup: setup-airflow setup-train
@@ -49,6 +49,10 @@ test: setup
 
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)
+
+# The word lexicon of the free-text name rules (include/securepipe/pii/data/), rebuilt from public lists.
+lexicon: setup-airflow
+	$(VENV)/bin/python tools/build_lexicon.py
 
 # bandit (no high findings), pip-audit of both lock files (NOT AUDITED is said loudly, never a pass),
 # a CycloneDX SBOM of each environment; outputs under build/security/.
