@@ -11,7 +11,7 @@ export UV_LINK_MODE=copy
 export AWS_EC2_METADATA_DISABLED=true
 
 .PHONY: setup setup-airflow setup-train lock lexicon demo test test-fast up down security bench clean-demo \
-	corpora corpora-tab corpora-presidio-research corpora-deid corpora-sample
+	corpora corpora-tab corpora-presidio-research corpora-deid corpora-meddocan corpora-sample
 
 setup: setup-airflow setup-train
 
@@ -64,11 +64,12 @@ security: setup
 #   text-anonymization-benchmark/  a checkout of the TAB repository (echr_train/dev/test.json)
 #   presidio-research/             a checkout of presidio-research (data/synth_dataset_v2.json)
 #   deid/                          id.text and id-phi.phrase from PhysioNet's deid 1.1 package
+#   meddocan/                      a checkout of SPACCC_MEDDOCAN (corpus/{train,dev,test}/brat)
 # `make -k corpora` converts those that are there. The converters use the standard library only.
 CORPORA_SRC ?= build/corpora-src
 CORPORA_OUT ?= build/corpora
 CORPORA_ARGS ?=
-corpora: corpora-tab corpora-presidio-research corpora-deid
+corpora: corpora-tab corpora-presidio-research corpora-deid corpora-meddocan
 
 corpora-tab:
 	$(PYTHON) benchmarks/corpora/convert_tab.py $(CORPORA_SRC)/text-anonymization-benchmark $(CORPORA_OUT)/tab-echr $(CORPORA_ARGS)
@@ -78,6 +79,9 @@ corpora-presidio-research:
 
 corpora-deid:
 	$(PYTHON) benchmarks/corpora/convert_physionet_deid.py $(CORPORA_SRC)/deid $(CORPORA_OUT)/physionet-deid-nursing-notes $(CORPORA_ARGS)
+
+corpora-meddocan:
+	$(PYTHON) benchmarks/corpora/convert_meddocan.py $(CORPORA_SRC)/meddocan $(CORPORA_OUT)/meddocan-es $(CORPORA_ARGS)
 
 # Samples of at most 200 KB each (the first dev and test documents), for quick runs.
 corpora-sample:

@@ -18,6 +18,7 @@ CONVERTERS = Path(__file__).resolve().parents[2] / "benchmarks" / "corpora"
 sys.path.insert(0, str(CONVERTERS))
 
 import corpus_writer  # noqa: E402
+import convert_meddocan  # noqa: E402
 import convert_physionet_deid  # noqa: E402
 import convert_tab  # noqa: E402
 
@@ -161,6 +162,41 @@ def test_deid_refuses_offsets_that_do_not_match(tmp_path):
     (source / "id-phi.phrase").write_text("7 1 0 4 PTName SMITH\n")
     with pytest.raises(ValueError, match="row 1: offsets do not match"):
         convert_physionet_deid.documents(source)
+
+
+# --- MEDDOCAN -----------------------------------------------------------------------------------
+MEDDOCAN_TEXT = "Nombre: Ana Gil.\r\nNHC: 5467980.\r\nCP: 46271 Valencia. Sexo: M."
+
+
+@pytest.mark.parametrize("ann, expected", [
+    ("T1\tNOMBRE_SUJETO_ASISTENCIA 8 15\tAna Gil\n", [("NOMBRE_SUJETO_ASISTENCIA", "Ana Gil")]),
+    # offsets count "\r\n" as two characters
+    ("T1\tID_SUJETO_ASISTENCIA 23 30\t5467980\n", [("ID_SUJETO_ASISTENCIA", "5467980")]),
+    # a discontinuous span gives one span per piece
+    ("T1\tTERRITORIO 37 42;43 51\t46271 Valencia\n", [("TERRITORIO", "46271"), ("TERRITORIO", "Valencia")]),
+    ("#1\tAnnotatorNotes T1\tsee guidelines\nT2\tSEXO_SUJETO_ASISTENCIA 59 60\tM\n",
+     [("SEXO_SUJETO_ASISTENCIA", "M")]),
+])
+def test_meddocan_annotations(ann, expected):
+    spans = convert_meddocan.parse_ann(ann, MEDDOCAN_TEXT, "case.ann")
+    assert [(s["type"], MEDDOCAN_TEXT[s["start"]:s["end"]]) for s in spans] == expected
+
+
+def test_meddocan_refuses_offsets_that_do_not_match():
+    with pytest.raises(ValueError, match="case.ann row 1: offsets do not match"):
+        convert_meddocan.parse_ann("T1\tFECHAS 0 6\tNombre de\n", MEDDOCAN_TEXT, "case.ann")
+
+
+def test_meddocan_conversion_keeps_the_published_split(tmp_path):
+    for split, case in (("train", "a"), ("test", "b")):
+        folder = tmp_path / "m" / "corpus" / split / "brat"
+        folder.mkdir(parents=True)
+        (folder / f"{case}.txt").write_bytes(MEDDOCAN_TEXT.encode("utf-8"))
+        (folder / f"{case}.ann").write_text("T1\tNOMBRE_SUJETO_ASISTENCIA 8 15\tAna Gil\n")
+    done = _convert("convert_meddocan.py", tmp_path / "m", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert set(load_corpus(tmp_path / "out").splits) == {"train", "test"}
+    assert _documents(tmp_path / "out", "test") == {"b": (MEDDOCAN_TEXT, [("NOMBRE_SUJETO_ASISTENCIA", "Ana Gil")])}
 
 
 # --- the writer ----------------------------------------------------------------------------------

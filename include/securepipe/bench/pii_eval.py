@@ -291,7 +291,7 @@ def format_table(result: dict) -> str:
             ("found", "found"), ("predicted", "predicted_spans"), ("right", "right"), ("wrong", "wrong"),
             ("neutral (in ignored)", "neutral"), ("seconds", "seconds"), ("texts/s", "texts_per_s"),
             ("chars/s", "chars_per_s")]
-    width = 24
+    width = 34
     lines = [f"corpus {result['corpus']} (split {result['split']}): {result['texts']} texts, {result['chars']} chars, "
              f"{result['ignored_gold_spans']} ignored gold spans",
              "".ljust(width) + "".join(name.rjust(14) for name in names)]
