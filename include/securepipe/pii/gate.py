@@ -10,7 +10,9 @@ names, entity types and counts only, never a value.
 Structured cells are screened with vectorized (pyarrow RE2) patterns first and only
 the candidates go through the library validators, so the scan costs a few regex passes
 per column. Free-text columns are re-run through the text detector; our own pseudonym
-tokens are ignored.
+tokens are ignored. When masking runs, `mask.mask_frame` does the free-text re-scan
+itself (it knows where its replacements lie, and masks what the re-scan finds in a
+second pass); this module then only decides on the counts (`decide`).
 """
 from __future__ import annotations
 
@@ -121,7 +123,8 @@ def decide(scan: dict, policy: Policy) -> dict:
     report = {"passed": not failures, "rows_scanned": scan["rows"], "residual": failures, "columns": scan["columns"]}
     if failures:
         where = "; ".join(f"column {f['column']!r} {f['entity_type']} x{f['count']}" for f in failures)
-        error = GateFailed(f"residual PII in masked output, nothing published: {where}")
+        error = GateFailed(f"residual PII in masked output, nothing published (final for this input and "
+                           f"policy): {where}")
         error.report = report
         raise error
     return report
