@@ -245,3 +245,66 @@ def test_bench_checks_detect_leaks_and_alterations(patients):
     altered = patients.copy()
     altered.loc[3, "diagnosis_code"] = "Z00.0"
     assert non_pii_cells_altered(patients, altered) == 1
+
+
+NOTE_WITH_PHONE = "Patient called from (617) 215-7752 about a refill; stable vitals, no complaints today."
+QUIET_NOTE = "Routine visit, no complaints, continue current regimen and recheck labs in three months."
+
+
+def test_what_the_rescan_finds_is_masked_in_a_second_pass(monkeypatch, policy):
+    from securepipe.pii import mask as mask_module
+
+    real, calls = mask_module.detect_texts, []
+
+    def first_pass_misses_phones(texts, known=None, **options):
+        calls.append(len(texts))
+        found = real(texts, known, **options)
+        return [[s for s in spans if s.entity_type != "PHONE_NUMBER"] for spans in found] if len(calls) == 1 else found
+
+    monkeypatch.setattr(mask_module, "detect_texts", first_pass_misses_phones)
+    frame = pd.DataFrame({"note": [NOTE_WITH_PHONE, QUIET_NOTE]})
+    masked, report = mask_frame(frame, policy, SECRET)
+    assert "215-7752" not in masked["note"].iloc[0] and masked["note"].iloc[1] == QUIET_NOTE
+    assert report["columns"]["note"]["second_pass_spans"] == 1
+    assert report["residual_scan"]["columns"]["note"] == {"kind": "FREE_TEXT", "cells": 2, "cells_with_pii": 0,
+                                                          "entities": {}}
+    assert calls == [2, 2, 1]  # the first pass, the re-scan of all, the re-scan of the cell masked again
+
+
+def test_our_surrogates_are_never_residual_pii():
+    """Shifted dates in prose are dates, and a kept entity is what the policy asked for: neither fails the gate."""
+    policy = parse_policy("version: 1\nextends: default\nfree_text_operators:\n"
+                          "  DATE_TIME: {operator: date_shift}\n  PHONE_NUMBER: {operator: keep}\n")
+    frame = pd.DataFrame({"note": ["Seen on 2024-03-05 and again on 2024-04-02; call (617) 215-7752 if worse."] * 3,
+                          "mrn": ["MRN-1234567", "MRN-1234568", "MRN-1234567"]})
+    masked, report = mask_frame(frame, policy, SECRET)
+    assert "2024-03-05" not in masked["note"].iloc[0] and "(617) 215-7752" in masked["note"].iloc[0]
+    assert report["residual_scan"]["columns"]["note"]["cells_with_pii"] == 0
+    assert masked["note"].iloc[0] == masked["note"].iloc[2] != masked["note"].iloc[1]  # shift per subject
+
+
+SPLICES = [
+    # (text, spans, replacements, earlier ranges, new text, ranges after)
+    ("ab CD ef", [(3, 5)], ["<X>"], [], "ab <X> ef", [(3, 6)]),
+    ("[T] CD ef", [(4, 6)], ["<Y>"], [(0, 3)], "[T] <Y> ef", [(0, 3), (4, 7)]),
+    ("xx [T] CD", [(7, 9)], ["ZZZZ"], [(3, 6)], "xx [T] ZZZZ", [(3, 6), (7, 11)]),
+    ("CD [T]", [(0, 2)], ["Z"], [(3, 6)], "Z [T]", [(0, 1), (2, 5)]),
+    ("[T] CD", [(0, 6)], ["<Z>"], [(0, 3)], "<Z>", [(0, 3)]),  # a wider span swallows a replacement
+]
+
+
+@pytest.mark.parametrize(("text", "spans", "replacements", "ranges", "expected", "after"), SPLICES)
+def test_splice_tracks_where_replacements_lie(text, spans, replacements, ranges, expected, after):
+    from securepipe.pii.mask import _splice
+    from securepipe.pii.text import Span
+
+    result, placed = _splice(text, [Span(s, e, "X", 1.0) for s, e in spans], replacements, ranges)
+    assert (result, placed) == (expected, after)
+
+
+def test_absorb_drops_spans_inside_replacements_and_widens_those_that_touch_one():
+    from securepipe.pii.mask import _absorb
+    from securepipe.pii.text import Span
+
+    spans = [Span(1, 2, "A", 1.0), Span(8, 12, "B", 1.0), Span(11, 14, "C", 1.0), Span(20, 22, "D", 1.0)]
+    assert _absorb(spans, [(0, 5), (10, 13)]) == [Span(8, 14, "B", 1.0), Span(20, 22, "D", 1.0)]

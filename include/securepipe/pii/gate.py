@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from securepipe.errors import GateFailed
 from securepipe.pii import recognizers as rec
+from securepipe.pii.operators import surrogate_ranges, within
 from securepipe.pii.policy import FREE_TEXT, Policy
 
 # RE2 screens: a cell that fails its screen cannot pass the validator.
@@ -70,7 +71,9 @@ def scan_free_text(values: pd.Series, policy: Policy, workers: int | None = None
     texts = values.fillna("").astype(str).tolist()
     counts: Counter = Counter()
     cells = 0
-    for spans in detect_texts(texts, workers=workers, ner=policy.ner):
+    for text, spans in zip(texts, detect_texts(texts, workers=workers, ner=policy.ner)):
+        masked = surrogate_ranges(text)
+        spans = [s for s in spans if not within(s.start, s.end, masked)]
         cells += bool(spans)
         counts.update(span.entity_type for span in spans)
     return counts, cells

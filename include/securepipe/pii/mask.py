@@ -45,7 +45,7 @@ from securepipe.ingest import ReadLimits, input_format, iter_frames, neutralize_
 from securepipe.pii import gate as gate_mod
 from securepipe.pii import kanon
 from securepipe.pii import recognizers as rec
-from securepipe.pii.operators import Context, get_operator
+from securepipe.pii.operators import Context, get_operator, parse_dates, surrogate_ranges, within
 from securepipe.pii.policy import BIRTH_DATE, FREE_TEXT, NONE, Policy
 from securepipe.pii.structured import ColumnClass, TablePlan, plan_table
 from securepipe.pii.text import Span, detect_texts
@@ -61,36 +61,44 @@ _DATE_FORMS = ("%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y", "%B %d, %Y", "%d 
 
 
 # --- values of a row, and its subject ------------------------------------------------------------
-def _variants(value: str, entity: str) -> list[str]:
-    """The forms a structured value may take when a note repeats it."""
-    value = value.strip()
-    forms = [value]
+def _name_forms(value: str) -> list[str]:
+    if "," in value:
+        last, first = (part.strip() for part in value.split(",", 1))
+        return [value, f"{first} {last}"]
+    words = value.split()
+    return [value, f"{words[-1]}, {' '.join(words[:-1])}"] if len(words) >= 2 else [value]
+
+
+def _column_forms(values: pd.Series, entity: str) -> list[list[str]]:
+    """Per cell, the forms a note may use when it repeats the value (a name reversed, an
+    address's parts, a date in other national formats)."""
+    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
     if entity == rec.PERSON:
-        if "," in value:
-            last, first = (part.strip() for part in value.split(",", 1))
-            forms.append(f"{first} {last}")
-        elif len(value.split()) >= 2:
-            words = value.split()
-            forms.append(f"{words[-1]}, {' '.join(words[:-1])}")
+        forms = [_name_forms(v) if v else [] for v in text]
     elif entity == rec.ADDRESS:
-        forms += [part.strip() for part in value.replace("\n", ",").split(",") if len(part.split()) >= 2]
+        forms = [[v] + [p.strip() for p in v.replace("\n", ",").split(",") if len(p.split()) >= 2] if v else []
+                 for v in text]
     elif entity in (rec.DATE, BIRTH_DATE):
-        parsed = pd.to_datetime(value, errors="coerce", dayfirst="." in value)
-        if not pd.isna(parsed):
-            forms += [parsed.strftime(fmt) for fmt in _DATE_FORMS]
-    return [form for form in dict.fromkeys(forms) if len(form) >= _KNOWN_MIN_CHARS]
+        parsed = parse_dates(text.where(text != "", None))
+        written = [parsed.dt.strftime(fmt) for fmt in _DATE_FORMS]
+        forms = [[v] + [w.iloc[i] for w in written if isinstance(w.iloc[i], str)] if v else []
+                 for i, v in enumerate(text)]
+    else:
+        forms = [[v] if v else [] for v in text]
+    return [[f for f in dict.fromkeys(cell) if len(f) >= _KNOWN_MIN_CHARS] for cell in forms]
 
 
 def _known_values(df: pd.DataFrame, plan: TablePlan) -> list[list[tuple[str, str]]]:
     """(value, entity) pairs per row: identifiers the row holds in structured columns, which its
     free text is searched for whatever shape the detectors expect."""
-    columns = [c for c, cls in plan.classes.items()
-               if cls.entity not in _NOT_KNOWN and cls.reason != ALREADY_MASKED and c in df.columns]
-    if not columns:
-        return [[] for _ in range(len(df))]
-    entities = [rec.DATE if plan.classes[c].entity == BIRTH_DATE else plan.classes[c].entity for c in columns]
-    values = zip(*(df[c].astype(object).where(df[c].notna(), "").astype(str).tolist() for c in columns))
-    return [[(form, e) for v, e in zip(row, entities) if v.strip() for form in _variants(v, e)] for row in values]
+    known: list[list[tuple[str, str]]] = [[] for _ in range(len(df))]
+    for column, cls in plan.classes.items():
+        if cls.entity in _NOT_KNOWN or cls.reason == ALREADY_MASKED or column not in df.columns:
+            continue
+        entity = rec.DATE if cls.entity == BIRTH_DATE else cls.entity
+        for row, forms in zip(known, _column_forms(df[column], cls.entity)):
+            row += [(form, entity) for form in forms]
+    return known
 
 
 def subject_keys(df: pd.DataFrame, plan: TablePlan) -> pd.Series:
@@ -111,15 +119,11 @@ def subject_keys(df: pd.DataFrame, plan: TablePlan) -> pd.Series:
 
 
 # --- free text: mask, re-scan, second pass --------------------------------------------------------
-def _inside(span: Span, ranges) -> bool:
-    return any(start <= span.start and span.end <= end for start, end in ranges)
-
-
 def _absorb(spans: list[Span], ranges) -> list[Span]:
     """Spans not wholly inside a replacement, each widened over any replacement it touches, merged."""
     widened = []
     for span in spans:
-        if _inside(span, ranges):
+        if within(span.start, span.end, ranges):
             continue
         start, end = span.start, span.end
         for low, high in ranges:
@@ -191,8 +195,10 @@ def _rescan(texts, known, ranges_per_text, policy: Policy, workers) -> list[list
 
 def _mask_free_text(values: pd.Series, known, subjects: pd.Series, policy: Policy, secret: bytes, workers):
     texts = values.fillna("").astype(str).tolist()
-    first = detect_texts(texts, known, workers=workers, ner=policy.ner)
-    masked, ranges, counts = _mask_spans(texts, first, [[] for _ in texts], subjects, policy, secret)
+    present = [surrogate_ranges(text) for text in texts]  # masking output already there is not PII
+    first = [_absorb(spans, ranges) for spans, ranges in
+             zip(detect_texts(texts, known, workers=workers, ner=policy.ner), present)]
+    masked, ranges, counts = _mask_spans(texts, first, present, subjects, policy, secret)
     residual = _rescan(masked, known, ranges, policy, workers)
     again = [i for i, spans in enumerate(residual) if spans]
     second = Counter()

@@ -34,6 +34,18 @@ TOKEN_BITS = 80  # collisions stay negligible far beyond any table here
 TOKEN_CHARS = 18  # 26**18 > 2**80
 # Letters only: a token can never contain a digit run that reads as (part of) a ZIP, SSN or phone.
 TOKEN_RE = re.compile(r"\[[A-Z_]+:[a-z]{18}\]")
+# What masking leaves in text: pseudonym tokens and redaction markers ("<PERSON>").
+SURROGATE_RE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")
+
+
+def surrogate_ranges(text: str) -> list[tuple[int, int]]:
+    """Where a text holds masking output already (a masked table, masked again)."""
+    return [match.span() for match in SURROGATE_RE.finditer(text)]
+
+
+def within(start: int, end: int, ranges) -> bool:
+    """True when [start, end) lies wholly inside one of `ranges`."""
+    return any(low <= start and end <= high for low, high in ranges)
 # HIPAA Safe Harbor: three-digit ZIP areas with 20,000 people or fewer become 000.
 RESTRICTED_ZIP3 = frozenset(
     "036 059 063 102 203 556 692 790 821 823 830 831 878 879 884 890 893".split()
@@ -149,7 +161,7 @@ class Pseudonym(Operator):
 _DAY_FIRST = re.compile(r"^\s*(?:1[3-9]|2\d|3[01])[./-]\d{1,2}[./-]\d{2,4}\b|^\s*\d{1,2}\.\d{1,2}\.\d{2,4}\b")
 
 
-def _parse_dates(values: pd.Series) -> pd.Series:
+def parse_dates(values: pd.Series) -> pd.Series:
     """Dates in any common format; a column is read day-first when it is written that way
     anywhere (13/04/1984, or dotted as in 02.03.1984), so intervals stay right for DE/FR/UK dates."""
     text = values.astype("string")
@@ -180,7 +192,7 @@ class DateShift(Operator):
 
         days = _map_distinct(ctx.subjects, lambda s: str(offset(s)))
         days = pd.to_numeric(days, errors="coerce").fillna(0).astype("int64")
-        parsed = _parse_dates(values)
+        parsed = parse_dates(values)
         shifted = (parsed + pd.to_timedelta(days.to_numpy(), unit="D")).dt.strftime("%Y-%m-%d")
         # A value that is not a date cannot be shifted: it is redacted rather than kept.
         return shifted.where(parsed.notna(), values.where(values.isna(), f"<{ctx.entity}>")).astype(object)
@@ -190,7 +202,7 @@ class Year(Operator):
     name = "year"
 
     def apply(self, values, params, ctx):
-        parsed = _parse_dates(values)
+        parsed = parse_dates(values)
         years = parsed.dt.year.astype("Int64").astype(str)
         return years.where(parsed.notna(), values.where(values.isna(), f"<{ctx.entity}>")).astype(object)
 

@@ -38,7 +38,7 @@ import pandas as pd
 
 from securepipe.errors import InputError
 from securepipe.pii import recognizers as rec
-from securepipe.pii.operators import TOKEN_RE
+from securepipe.pii.operators import SURROGATE_RE
 from securepipe.pii.policy import (BIRTH_DATE, FREE_TEXT, IDENTIFIER, LOCATION, NONE, KAnonymity, Policy,
                                    QuasiIdentifier)
 
@@ -79,7 +79,8 @@ ICD10 = re.compile(r"[A-TV-Z]\d{2}(?:\.\d{1,4})?[A-Z]?")
 VALUE_ORDER = (rec.EMAIL, rec.SSN, rec.CARD, rec.IBAN, rec.IP, rec.MRN, rec.DATE, rec.ZIP, rec.PHONE, rec.ADDRESS)
 _ID_SHAPE = re.compile(r"(?=.*\d)[A-Za-z0-9][A-Za-z0-9_\-./ ]{3,39}")
 _CODE_SHAPE = re.compile(r"(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_\-./]{4,39}|\d{6,20}")
-_NAME_SHAPE = re.compile(r"[^\W\d_][^\W\d_'\-.]*(?:[ ,]{1,2}[^\W\d_][^\W\d_'\-.]*){0,4}")
+_WORD = r"[^\W\d_](?:[^\W\d_]|['\-.])*"  # letters of any script, with inner apostrophes, hyphens, dots
+_NAME_SHAPE = re.compile(rf"{_WORD}(?:[ ,]{{1,2}}{_WORD}){{0,4}}")
 _NUMBER = re.compile(r"\s*[-+]?(?:\d+[.,]?\d*|[.,]\d+)(?:[eE][-+]?\d+)?\s*")
 _LEADING_ZERO = re.compile(r"\s*[-+]?0\d")
 _PHONE_SHAPE = re.compile(r"\s*(?:\+|00)?[\d\s().\-/]{6,24}(?:\s*(?:ext\.?|x|extension|durchwahl)\s*\d{1,6})?\s*", re.I)
@@ -87,7 +88,7 @@ _POSTCODE_SHAPE = re.compile(
     r"\s*(?:[A-Z]{1,2}-)?(?:\d{4,5}|\d{3} ?\d{2}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|"
     r"\d{4} ?[A-Z]{2}|[A-Z]\d{2} ?[A-Z\d]{4})\s*", re.I)
 _ADDRESS_SHAPE = re.compile(r"(?=.*\d)(?=.*[^\W\d_]{3}).{6,}")
-_SURROGATE = re.compile(rf"\s*(?:{TOKEN_RE.pattern}|<[A-Z_]+>|\*+)\s*")
+_SURROGATE = re.compile(rf"\s*(?:{SURROGATE_RE.pattern}|\*+)\s*")
 _EXTRA_DATE_FORMATS = ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%y", "%d/%m/%y", "%Y.%m.%d", "%d %m %Y")
 _MONTHS = {
     "januar": 1, "janvier": 1, "jänner": 1, "februar": 2, "février": 2, "fevrier": 2, "märz": 3, "maerz": 3,
@@ -220,7 +221,7 @@ def classify_column(name: str, values: pd.Series, policy: Policy) -> ColumnClass
                                                    and _fraction(sample, lambda v: " " in v.strip()) >= 0.5)):
         return ColumnClass(FREE_TEXT, 1.0, "free-text")
 
-    scores = {entity: _fraction(sample, rec.VALUE_VALIDATORS[entity]) for entity in VALUE_ORDER}
+    scores = {entity: _score(entity, sample) for entity in VALUE_ORDER}
     validated = rec.DATE if hint == BIRTH_DATE else hint
     if validated in scores and scores[validated] >= policy.min_confidence_name_hint:
         return ColumnClass(hint, scores[validated], "name+values")
@@ -249,6 +250,21 @@ def classify_column(name: str, values: pd.Series, policy: Policy) -> ColumnClass
     return ColumnClass(NONE, 1.0 - scores[best], "no-match")
 
 
+# Cheap necessary conditions: a value that fails its screen cannot pass the (slower) validator.
+_SCREENS = {
+    rec.EMAIL: re.compile(r"@"),
+    rec.DATE: re.compile(r"\d{1,4}[-/. ]\d{1,2}[-/. ]\d{2,4}|[A-Za-z]{3}\.? \d|\d [A-Za-z]{3}"),
+    rec.IBAN: re.compile(r"^\s*[A-Z]{2}\d{2}"),
+}
+_DIGIT = re.compile(r"\d")
+
+
+def _score(entity: str, sample: list[str]) -> float:
+    screen = _SCREENS.get(entity, _DIGIT)
+    validate = rec.VALUE_VALIDATORS[entity]
+    return sum(1 for v in sample if screen.search(v) and validate(v)) / len(sample)
+
+
 def _is_free_text(sample: list[str]) -> bool:
     return sum(len(v) for v in sample) / len(sample) >= 40 and sum(v.count(" ") for v in sample) / len(sample) >= 5
 
@@ -262,11 +278,13 @@ def classify_columns(df: pd.DataFrame, policy: Policy) -> dict[str, ColumnClass]
 
 
 # --- the table's plan ---------------------------------------------------------------------------
+# Each ladder ends in a step that leaves the column one value ("prefix 0" stars it out), so a small
+# or spread-out table gives up one quasi-identifier instead of suppressing most of its rows.
 LADDERS = {
-    rec.ZIP: (("prefix", 2), ("prefix", 1)),
-    BIRTH_DATE: (("year_band", 5), ("year_band", 10), ("year_band", 20)),
-    rec.AGE: (("band", 5), ("band", 10), ("band", 20)),
-    "SEX": (),  # two or three values: suppression only
+    rec.ZIP: (("prefix", 2), ("prefix", 1), ("prefix", 0)),
+    BIRTH_DATE: (("year_band", 5), ("year_band", 10), ("year_band", 20), ("prefix", 0)),
+    rec.AGE: (("band", 5), ("band", 10), ("band", 20), ("prefix", 0)),
+    "SEX": (("prefix", 0),),
 }
 
 
