@@ -399,6 +399,7 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
     return {**written.as_dict(), "run_id": run.run_id, "rows_in": manifest["rows_in"], "rows_out": masked["rows"],
             "pii_report": pii_counts, "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
             "model": manifest["model"], "kms_key_id": run.kms_key_id,
+            "masking_plan": masked["report"].get("plan"), "training_columns": card.get("data", {}).get("columns"),
             "outputs": {"masked-dataset": masked["uri"], "model": trained["model"]["uri"]},
             "audit_log": str(audit_log(run).path)}
 

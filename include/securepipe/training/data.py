@@ -141,10 +141,21 @@ def column_roles(frame, label: str) -> dict[str, str]:
         if column == label:
             roles[column] = "label"
         elif column in numeric:
-            roles[column] = "numeric" if frame[column].nunique(dropna=True) > 1 else "left out: constant"
+            roles[column] = _number_role(frame[column])
         else:
             roles[column] = _text_role(frame[column])
     return roles
+
+
+def _number_role(values) -> str:
+    present = values.dropna()
+    distinct = present.nunique()
+    if distinct <= 1:
+        return "left out: constant"
+    whole = (present.astype("float64") % 1 == 0).all()
+    if whole and distinct == len(present) and len(present) >= MIN_ROWS:
+        return "left out: identifier-like (unique per row)"  # a row number or a numeric ID, not a quantity
+    return "numeric"
 
 
 def _text_role(values) -> str:
