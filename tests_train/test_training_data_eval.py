@@ -59,7 +59,7 @@ def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only
     n = 200
     frame = pd.DataFrame({
         "Pat.-Nr.": [f"[IDENTIFIER:{''.join(rng.choice(list('abcdefghij'), 18))}]" for _ in range(n)],
-        "Tel": ["+** (*) **** ****81"] * n,
+        "Tel": [f"+** (*) **** ****{i % 7}{i % 3}" for i in range(n)],
         "PLZ": rng.choice(["10***", "75***", "SW1* ***"], n),
         "Geburtsdatum": rng.choice(["1940-1959", "1960-1979", "1980-1999", "*"], n),
         "Alter": rng.choice(["45", "67", "90+"], n),
@@ -73,6 +73,7 @@ def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only
     assert roles["Pat.-Nr."].startswith("left out: masked") and roles["Tel"].startswith("left out: masked")
     assert roles["Alter"] == "numeric"  # "90+" is top-coded at 90
     assert roles["hba1c_pct"] == "numeric" and roles["dx"].startswith("categorical")
+    assert roles["PLZ"].startswith("categorical") and roles["Geburtsdatum"].startswith("categorical")  # generalized
     assert "rare=only-once" not in split.features and "rare=(other)" in split.features
     assert split.classes == ("deceased", "home", "readmitted") and set(split.y_train) == {0, 1, 2}
 

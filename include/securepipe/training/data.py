@@ -47,8 +47,9 @@ MAX_CLASSES = 20
 MIN_CATEGORY_ROWS = 5
 OTHER = "(other)"
 MISSING = "(missing)"
-# What masking leaves in a cell: pseudonym tokens, redaction markers, starred partial masks.
-_MASKED = r"\[[A-Z_]+:[a-z]{18}\]|<[A-Z_]+>|\*"
+# What masking leaves in a cell: pseudonym tokens, redaction markers, partial masks (stars, then the
+# digits kept). A generalized value ("10***", "1960-1979", "*") is a category, not masking output.
+_MASKED = r"\[[A-Z_]+:[a-z]{18}\]|<[A-Z_]+>|\*.*\d"
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,13 @@ def _text_role(values) -> str:
     text = text[text.str.strip() != ""]
     if text.empty:
         return "left out: empty"
-    if text.str.contains(_MASKED).mean() >= 0.5:
-        return "left out: masked (pseudonyms, redactions, partial masks)"
-    if text.str.len().mean() >= 40 and text.str.count(" ").mean() >= 5:
-        return "left out: free text"
     distinct = text.nunique()
     if distinct <= 1:
         return "left out: constant"
+    if text.str.len().mean() >= 40 and text.str.count(" ").mean() >= 5:
+        return "left out: free text"
+    if text.str.contains(_MASKED).mean() >= 0.5:
+        return "left out: masked (pseudonyms, redactions, partial masks)"
     if distinct > MAX_CATEGORIES:
         unique = distinct >= 0.9 * len(text)
         return "left out: identifier-like (unique per row)" if unique else \
