@@ -80,9 +80,8 @@ def _column_forms(values: pd.Series, entity: str) -> list[list[str]]:
                  for v in text]
     elif entity in (rec.DATE, BIRTH_DATE):
         parsed = parse_dates(text.where(text != "", None))
-        written = [parsed.dt.strftime(fmt) for fmt in _DATE_FORMS]
-        forms = [[v] + [w.iloc[i] for w in written if isinstance(w.iloc[i], str)] if v else []
-                 for i, v in enumerate(text)]
+        written = zip(*(parsed.dt.strftime(fmt).tolist() for fmt in _DATE_FORMS))
+        forms = [[v] + [w for w in others if isinstance(w, str)] if v else [] for v, others in zip(text, written)]
     else:
         forms = [[v] if v else [] for v in text]
     return [[f for f in dict.fromkeys(cell) if len(f) >= _KNOWN_MIN_CHARS] for cell in forms]
