@@ -319,32 +319,55 @@ def _kanon_columns(plan: TablePlan) -> list[str]:
 
 def _publish(staging, out_path: Path, plan: TablePlan, kplan, schema, secret: bytes, chunk_rows: int) -> int:
     """Pass 2: k-anonymity applied chunk by chunk, written in one atomic step."""
-    as_csv = input_format(out_path) == "csv"
-    rows_out = offset = 0
+    rows_out = 0
     with atomic_write(out_path) as handle:
-        writer = None
+        write = _csv_writer(handle) if input_format(out_path) == "csv" else _parquet_writer(handle, plan, secret)
+        offset = 0
         for batch in pq.ParquetFile(staging).iter_batches(batch_size=chunk_rows):
             frame = batch.to_pandas()
             if kplan is not None:
                 frame = kanon.apply_plan(frame, kplan, plan.k_anonymity, offset)
             offset += batch.num_rows
             rows_out += len(frame)
-            if as_csv:
-                text = io.StringIO()
-                neutralize_formulas(frame).to_csv(text, index=False, header=writer is None,
-                                                  quoting=csv.QUOTE_MINIMAL)
-                handle.write(text.getvalue().encode("utf-8"))
-                writer = True
-                continue
-            if writer is None:
-                table = _to_table(frame, schema if kplan is None else None)
-                marker = {MARKER_KEY: json.dumps(_marker(plan, secret), sort_keys=True).encode()}
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **marker})
-                writer = pq.ParquetWriter(handle, schema)
-            writer.write_table(_to_table(frame, schema))
-        if writer is not None and not as_csv:
-            writer.close()
+            write(frame, schema if kplan is None else None)
+        if rows_out == 0:  # every row dropped (a table smaller than k): publish the columns, no rows
+            write(schema.empty_table().to_pandas(), None)
+        write(None, None)
     return rows_out
+
+
+def _csv_writer(handle):
+    """CSV for people to open: formula-looking cells neutralized; the header once. None closes."""
+    first = True
+
+    def write(frame, _schema):
+        nonlocal first
+        if frame is not None:
+            text = io.StringIO()
+            neutralize_formulas(frame).to_csv(text, index=False, header=first, quoting=csv.QUOTE_MINIMAL)
+            handle.write(text.getvalue().encode("utf-8"))
+            first = False
+
+    return write
+
+
+def _parquet_writer(handle, plan: TablePlan, secret: bytes):
+    """Parquet with the masked-columns marker in its schema metadata. None closes."""
+    state = {"writer": None, "schema": None}
+
+    def write(frame, schema):
+        if frame is None:
+            if state["writer"] is not None:
+                state["writer"].close()
+            return
+        if state["writer"] is None:
+            table = _to_table(frame, schema)
+            marker = {MARKER_KEY: json.dumps(_marker(plan, secret), sort_keys=True).encode()}
+            state["schema"] = table.schema.with_metadata({**(table.schema.metadata or {}), **marker})
+            state["writer"] = pq.ParquetWriter(handle, state["schema"])
+        state["writer"].write_table(_to_table(frame, state["schema"]))
+
+    return write
 
 
 def _marker_mac(columns: dict, secret: bytes) -> str:
