@@ -10,7 +10,8 @@ export UV_LINK_MODE=copy
 # Never let boto3 probe the EC2 metadata endpoint: everything AWS here is on loopback.
 export AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: setup setup-airflow setup-train lock demo test test-fast up down security bench clean-demo
+.PHONY: setup setup-airflow setup-train lock lexicon demo test test-fast up down security bench clean-demo \
+	corpora corpora-tab corpora-presidio-research corpora-deid corpora-sample
 
 setup: setup-airflow setup-train
 
@@ -49,7 +50,35 @@ test: setup
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)
 
+# The word lexicon of the free-text name rules (include/securepipe/pii/data/), rebuilt from public lists.
+lexicon: setup-airflow
+	$(VENV)/bin/python tools/build_lexicon.py
+
 # bandit (no high findings), pip-audit of both lock files (NOT AUDITED is said loudly, never a pass),
 # a CycloneDX SBOM of each environment; outputs under build/security/.
 security: setup
 	$(VENV)/bin/python -m securepipe.supply_chain
+
+# Public labeled corpora for `securepipe eval pii`, converted into build/corpora/<name>/ (docs/PII-EVAL.md says
+# where each source comes from and how it is converted). CORPORA_SRC holds the sources as published:
+#   text-anonymization-benchmark/  a checkout of the TAB repository (echr_train/dev/test.json)
+#   presidio-research/             a checkout of presidio-research (data/synth_dataset_v2.json)
+#   deid/                          id.text and id-phi.phrase from PhysioNet's deid 1.1 package
+# `make -k corpora` converts those that are there. The converters use the standard library only.
+CORPORA_SRC ?= build/corpora-src
+CORPORA_OUT ?= build/corpora
+CORPORA_ARGS ?=
+corpora: corpora-tab corpora-presidio-research corpora-deid
+
+corpora-tab:
+	$(PYTHON) benchmarks/corpora/convert_tab.py $(CORPORA_SRC)/text-anonymization-benchmark $(CORPORA_OUT)/tab-echr $(CORPORA_ARGS)
+
+corpora-presidio-research:
+	$(PYTHON) benchmarks/corpora/convert_presidio_research.py $(CORPORA_SRC)/presidio-research $(CORPORA_OUT)/presidio-research-synth $(CORPORA_ARGS)
+
+corpora-deid:
+	$(PYTHON) benchmarks/corpora/convert_physionet_deid.py $(CORPORA_SRC)/deid $(CORPORA_OUT)/physionet-deid-nursing-notes $(CORPORA_ARGS)
+
+# Samples of at most 200 KB each (the first dev and test documents), for quick runs.
+corpora-sample:
+	$(MAKE) -k corpora CORPORA_OUT=build/corpora-sample CORPORA_ARGS="--sample-bytes 200000"

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "securepipe.audit.cli",
     "securepipe.lineage.cli",
     "securepipe.demo.cli",
+    "securepipe.bench.cli",
 )
 
 
