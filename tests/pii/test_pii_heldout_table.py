@@ -100,7 +100,6 @@ def test_no_identifier_of_the_row_survives_in_its_output_row(table, masked_by_cl
     assert leaked == [], f"{len(leaked)} identifiers survive in rows {sorted({i for i, _ in leaked})[:10]}"
 
 
-@pytest.mark.xfail(strict=False, reason="free-text recall: lead's detector work")
 def test_identifiers_only_in_the_note_do_not_survive(table, masked_by_cli):
     """A relative's name and phone that appear nowhere else: only free-text detection can find them."""
     _, output, _ = masked_by_cli

@@ -112,3 +112,12 @@ def test_cli_pseudonyms_are_stable_across_runs_with_kms(tmp_path, kms_env):
         assert "not be stable" not in done.stderr
         tokens.append(pd.read_parquet(out).set_index("card_number", drop=False)["patient_id"].sort_values().tolist())
     assert tokens[0] == tokens[1]
+
+
+def test_gate_does_not_count_what_the_policy_publishes_as_is():
+    """An age under 90 is kept exact by the default policy: found again, it is not residual PII; 93 is."""
+    policy = load_policy(None)
+    tail = " seen today, stable vitals, continue the current regimen and recheck labs soon."
+    assert residual_gate(pd.DataFrame({"notes": ["Pt is a 78-year-old" + tail]}), policy)["passed"]
+    with pytest.raises(GateFailed, match="AGE"):
+        residual_gate(pd.DataFrame({"notes": ["Pt is a 93-year-old" + tail]}), policy)
