@@ -167,7 +167,7 @@ def test_multiclass_label_with_categorical_features_trains_and_says_what_it_used
     score = rng.normal(size=n) + (severity == "severe") * 2.0 + (severity == "moderate") * 1.0
     outcome = np.where(score > 1.6, "icu", np.where(score > 0.4, "ward", "home"))
     frame = pd.DataFrame({"severity": severity, "sbp": rng.normal(130, 15, n).round(),
-                          "note": ["patient seen today, stable, continue the current regimen please"] * n,
+                          "note": [f"patient seen today, stable, continue the current regimen, visit {i}" for i in range(n)],
                           "outcome": outcome})
     frame.to_parquet(tmp_path / "t.parquet", index=False)
     summary = train_and_report(tmp_path / "t.parquet", "outcome", 8.0, tmp_path / "out", epochs=8, batch_size=64)
