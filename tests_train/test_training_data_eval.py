@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from securepipe.errors import InputError
@@ -36,15 +37,53 @@ def test_csv_codes_written_with_leading_zeros_stay_text(tmp_path, patients):
     assert loaded["zip"].iloc[0] == "01000"  # the code itself is kept intact, as text
 
 
-def test_only_numeric_columns_other_than_the_label_are_features(patients):
+def test_numbers_and_low_cardinality_text_are_features_and_the_rest_is_said(patients):
     split = data.prepare(patients, "readmitted", file="p")
-    assert split.features == ("age", "bmi", "systolic_bp", "glucose", "cholesterol", "heart_rate", "smoker",
-                              "prior_visits")
+    numeric = ("age", "bmi", "systolic_bp", "glucose", "cholesterol", "heart_rate", "smoker", "prior_visits")
+    assert split.features[:8] == numeric
+    assert {"sex=F", "sex=M", "sex=(other)", "diagnosis_code=I10", "diagnosis_code=(other)"} <= set(split.features[8:])
+    assert split.classes == ("0", "1") and split.n_classes == 2
+    roles = split.columns
+    assert roles["readmitted"] == "label" and roles["age"] == "numeric"
+    assert roles["sex"].startswith("categorical (2 categories")
+    assert roles["name"] == "left out: identifier-like (unique per row)"
+    assert roles["notes"] == "left out: free text"
     assert len(split.y_train) == 160 and len(split.y_test) == 40
     # standardisation is fitted on the training split only
     np.testing.assert_allclose(split.x_train.mean(axis=0), 0.0, atol=1e-5)
-    np.testing.assert_allclose(split.x_train.std(axis=0), 1.0, atol=1e-3)
     assert not np.allclose(split.x_test.mean(axis=0), 0.0, atol=1e-3)
+
+
+def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only():
+    rng = np.random.default_rng(4)
+    n = 200
+    frame = pd.DataFrame({
+        "Pat.-Nr.": [f"[IDENTIFIER:{''.join(rng.choice(list('abcdefghij'), 18))}]" for _ in range(n)],
+        "Tel": [f"+** (*) **** ****{i % 7}{i % 3}" for i in range(n)],
+        "PLZ": rng.choice(["10***", "75***", "SW1* ***"], n),
+        "Geburtsdatum": rng.choice(["1940-1959", "1960-1979", "1980-1999", "*"], n),
+        "Alter": rng.choice(["45", "67", "90+"], n),
+        "dx": rng.choice(["E11.9", "I10", "N18.3"], n),
+        "hba1c_pct": rng.normal(7, 1, n).round(1).astype(str),
+        "rare": ["only-once"] + ["common"] * (n - 1),
+        "outcome": rng.choice(["home", "readmitted", "deceased"], n, p=[0.6, 0.3, 0.1]),
+    })
+    split = data.prepare(data._numbers_from_text(frame), "outcome", file="m")
+    roles = split.columns
+    assert roles["Pat.-Nr."].startswith("left out: masked") and roles["Tel"].startswith("left out: masked")
+    assert roles["Alter"] == "numeric"  # "90+" is top-coded at 90
+    assert roles["hba1c_pct"] == "numeric" and roles["dx"].startswith("categorical")
+    assert roles["PLZ"].startswith("categorical") and roles["Geburtsdatum"].startswith("categorical")  # generalized
+    assert "rare=only-once" not in split.features and "rare=(other)" in split.features
+    assert split.classes == ("deceased", "home", "readmitted") and set(split.y_train) == {0, 1, 2}
+
+
+def test_missing_numbers_are_imputed_with_the_training_mean(patients):
+    frame = patients.copy()
+    frame.loc[[3, 11, 40], "glucose"] = np.nan
+    split = data.prepare(frame, "readmitted", file="p")
+    assert np.isfinite(split.x_train).all() and np.isfinite(split.x_test).all()
+    assert split.columns["glucose"] == "numeric (3 missing values set to the training mean)"
 
 
 def _with(frame, column, row, value):
@@ -57,13 +96,14 @@ def _with(frame, column, row, value):
 
 @pytest.mark.parametrize("mutate, row, column, reason", [
     (lambda f: f.drop(columns=["readmitted"]), None, "readmitted", "label column is missing"),
-    (lambda f: _with(f, "readmitted", 6, 2), 7, "readmitted", "label must be 0 or 1"),
-    (lambda f: _with(f, "readmitted", 0, SECRET), 1, "readmitted", "label must be 0 or 1"),
-    (lambda f: _with(f, "glucose", 11, np.nan), 12, "glucose", "missing or non-finite"),
+    (lambda f: _with(f, "readmitted", 6, 2), 7, "readmitted", "a label class has a single row"),
+    (lambda f: _with(f, "readmitted", 0, SECRET), 1, "readmitted", "a label class has a single row"),
+    (lambda f: _with(f, "readmitted", 9, None), 10, "readmitted", "label is missing"),
+    (lambda f: f.assign(readmitted=[str(i % 25) for i in range(len(f))]), None, "readmitted", "more than 20 classes"),
     (lambda f: _with(f, "bmi", 4, np.inf), 5, "bmi", "missing or non-finite"),
     (lambda f: f.assign(readmitted=0), None, "readmitted", "single class"),
     (lambda f: f.head(10), None, None, "at least 20 rows"),
-    (lambda f: f[["name", "readmitted"]], None, None, "no numeric feature"),
+    (lambda f: f[["name", "readmitted"]], None, None, "no numeric or categorical feature"),
 ])
 def test_bad_tables_name_file_row_and_column_never_the_value(patients, mutate, row, column, reason):
     with pytest.raises(InputError) as caught:
@@ -91,6 +131,11 @@ def test_utility_metrics_on_known_cases():
     assert perfect["brier"] == pytest.approx((0.01 + 0.04 + 0.04 + 0.01) / 4)
     inverted = evaluate.utility(np.array([0.9, 0.8, 0.2, 0.1]), labels)
     assert inverted["accuracy"] == 0.0 and inverted["auc"] == 0.0
+    three = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    multi = evaluate.utility(three, np.array([0, 1, 2, 1]))
+    assert multi["accuracy"] == 0.75 and 0.5 < multi["auc"] <= 1.0
+    assert multi["brier"] == pytest.approx((3 * (0.04 + 0.01 + 0.01) + (0.36 + 0.49 + 0.01)) / 4)
+    assert evaluate.per_example_loss(three, np.array([0, 1, 2, 1]))[3] == pytest.approx(-np.log(0.3))
 
 
 def test_expected_calibration_error():

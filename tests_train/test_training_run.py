@@ -153,4 +153,30 @@ def test_train_cli_names_a_bad_input(tmp_path, capsys):
     bad.write_text("age,readmitted\n" + "\n".join(f"{30 + i},{i % 2}" for i in range(30)) + "\n40,yes\n")
     assert main(["train", "--data", str(bad), "--label", "readmitted", "--target-epsilon", "3"]) == 2
     err = capsys.readouterr().err
-    assert f"file {bad}, row 31, column 'readmitted': label must be 0 or 1" in err and "yes" not in err
+    assert f"file {bad}, row 31, column 'readmitted': a label class has a single row" in err and "yes" not in err
+
+
+def test_multiclass_label_with_categorical_features_trains_and_says_what_it_used(tmp_path):
+    import pandas as pd
+
+    from securepipe.training.pipeline import train_and_report
+
+    rng = np.random.default_rng(3)
+    n = 600
+    severity = rng.choice(["mild", "moderate", "severe"], n)
+    score = rng.normal(size=n) + (severity == "severe") * 2.0 + (severity == "moderate") * 1.0
+    outcome = np.where(score > 1.6, "icu", np.where(score > 0.4, "ward", "home"))
+    frame = pd.DataFrame({"severity": severity, "sbp": rng.normal(130, 15, n).round(),
+                          "note": [f"patient seen today, stable, continue the current regimen, visit {i}" for i in range(n)],
+                          "outcome": outcome})
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    summary = train_and_report(tmp_path / "t.parquet", "outcome", 8.0, tmp_path / "out", epochs=8, batch_size=64)
+    card = json.loads((tmp_path / "out" / "model_card.json").read_text())
+    assert card["data"]["classes"] == ["home", "icu", "ward"]
+    assert card["data"]["columns"]["note"] == "left out: free text"
+    assert card["data"]["columns"]["severity"].startswith("categorical (3 categories")
+    assert "severity=severe" in card["data"]["features"] and "softmax (3 classes)" in card["model"]["architecture"]
+    assert summary["accuracy"] > 0.5 and card["auc"] > 0.6  # chance is about 0.4
+    assert 0 <= card["mia_auc"] <= 1 and 0 <= card["ece"] <= 1
+    markdown = (tmp_path / "out" / "model_card.md").read_text()
+    assert "## Columns" in markdown and "| note | left out: free text |" in markdown

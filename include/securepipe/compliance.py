@@ -37,7 +37,7 @@ CHECK_NAMES = (
 )
 # Entity types left out of the leak index: their values look like ordinary log content
 # (timestamps, five-digit numbers), so a match would say nothing.
-UNINDEXED_ENTITIES = frozenset({"DATE", "DATE_TIME", "ZIP", "US_ZIP", "AGE", "NONE", "FREE_TEXT"})
+UNINDEXED_ENTITIES = frozenset({"DATE", "DATE_TIME", "BIRTH_DATE", "ZIP", "US_ZIP", "AGE", "NONE", "FREE_TEXT"})
 
 
 @dataclass

@@ -31,10 +31,15 @@ class PolicyError(SecurePipeError):
     """A masking/privacy policy is invalid."""
 
 
-class GateFailed(SecurePipeError):
-    """A fail-closed gate refused to publish (residual PII, budget, ...)."""
+class DeterministicRefusal(SecurePipeError):
+    """A refusal the same inputs would give again (a gate, a budget, a compliance check that found a
+    violation): retrying cannot change the answer, so a task fails at once instead of retrying."""
 
     exit_code = 3
+
+
+class GateFailed(DeterministicRefusal):
+    """A fail-closed gate refused to publish (residual PII, budget, ...)."""
 
 
 class CryptoError(SecurePipeError):

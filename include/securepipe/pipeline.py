@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -131,25 +131,24 @@ def _secret(run: RunSettings) -> bytes:
 def ingest(run: RunSettings) -> list[dict]:
     """Read the raw input strictly and store it as encrypted shards; the input is never modified."""
     from securepipe.ingest import ReadLimits, iter_frames
-
-    from securepipe.pii.structured import classify_columns
+    from securepipe.pii.structured import plan_table
 
     kms = _kms(run)
     source = _input_path(run)
     shards = []
-    classes = None
+    plan = None
     for index, frame in enumerate(
         iter_frames(source, required_columns=[run.label], limits=ReadLimits(chunk_rows=run.rows_per_shard))
     ):
-        if classes is None:
-            # Classify once, so every shard masks every column the same way.
-            classes = {c: asdict(cls) for c, cls in classify_columns(frame, _policy(run)).items()}
+        if plan is None:
+            # Plan once (classes, subject, quasi-identifiers), so every shard masks every column the same way.
+            plan = plan_table(frame, _policy(run), keep=(run.label,), file=getattr(source, "name", "input")).as_dict()
         shard = f"{index:05d}"
         key = f"{run.dataset}/runs/{run.run_id}/raw/shard-{shard}.parquet.enc"
         record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms)
         record["index"] = index
         record["first_row"] = int(frame.index[0]) + 1
-        record["classes"] = classes
+        record["plan"] = plan
         shards.append(record)
     return shards
 
@@ -172,20 +171,17 @@ IN_TASK_WORKERS = 1
 def mask_shard(run: RunSettings, shard: dict) -> dict:
     """Detect and mask PII in one shard in memory, re-scan the result, store it encrypted."""
     from securepipe.pii import mask_frame
-    from securepipe.pii.gate import scan_frame
-    from securepipe.pii.policy import FREE_TEXT
-    from securepipe.pii.structured import ColumnClass
+    from securepipe.pii.structured import TablePlan
 
     kms = _kms(run)
     policy = _policy(run)
     frame = _load_frame(run, shard, kms)
-    classes = {column: ColumnClass(**cls) for column, cls in shard["classes"].items()}
-    masked, report = mask_frame(frame, policy, _secret(run), classes=classes, workers=IN_TASK_WORKERS)
-    free_text = [c for c, cls in classes.items() if cls.entity == FREE_TEXT]
-    residual = scan_frame(masked, policy, free_text_columns=free_text, workers=IN_TASK_WORKERS)
+    masked, report = mask_frame(frame, policy, _secret(run), plan=TablePlan.from_dict(shard["plan"]),
+                                workers=IN_TASK_WORKERS)
+    residual = report.pop("residual_scan")
     key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
     record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
-    record.update(index=shard["index"], report=report, residual_scan=residual)
+    record.update(index=shard["index"], report=report, residual_scan=residual, plan=shard["plan"])
     return record
 
 
@@ -211,6 +207,7 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
 
     from securepipe.pii import enforce_k_anonymity
     from securepipe.pii.gate import decide, merge_scans
+    from securepipe.pii.structured import TablePlan
 
     kms = _kms(run)
     policy = _policy(run)
@@ -226,12 +223,14 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
         raise
     frame = pd.concat([_load_frame(run, s, kms) for s in ordered], ignore_index=True)
     # Generalizing quasi-identifiers only coarsens already-masked values: the gate's verdict stands.
-    frame, k_report = enforce_k_anonymity(frame, policy)
+    plan = TablePlan.from_dict(ordered[0]["plan"])
+    frame, k_report = enforce_k_anonymity(frame, plan.k_anonymity)
     key = f"{run.dataset}/masked/{run.run_id}/dataset.parquet.enc"
     record = _store_frame(run, frame, key, run.context("masked-dataset"), kms)
     record["report"] = {
         "pii": merge_mask_reports([s["report"] for s in ordered]),
         "k_anonymity": k_report,
+        "plan": plan.describe(),
         "residual": {k: v for k, v in gate_report.items() if k != "columns"},
         "policy": run.policy_name,
         "policy_sha256": policy_sha256(run),
@@ -240,13 +239,8 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
 
 
 def policy_sha256(run: RunSettings) -> str:
-    """The hash of the masking policy file in force (the package default when none is named)."""
-    import hashlib
-
-    from securepipe.pii import policy as policy_module
-
-    path = Path(run.policy_path) if run.policy_path else Path(policy_module.__file__).with_name("default_policy.yaml")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The hash of the masking policy in force, as resolved (`extends` included)."""
+    return _policy(run).sha256
 
 
 DEFAULT_BUDGET = {"epsilon": 10.0, "delta": 1e-4}
@@ -405,6 +399,7 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
     return {**written.as_dict(), "run_id": run.run_id, "rows_in": manifest["rows_in"], "rows_out": masked["rows"],
             "pii_report": pii_counts, "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
             "model": manifest["model"], "kms_key_id": run.kms_key_id,
+            "masking_plan": masked["report"].get("plan"), "training_columns": card.get("data", {}).get("columns"),
             "outputs": {"masked-dataset": masked["uri"], "model": trained["model"]["uri"]},
             "audit_log": str(audit_log(run).path)}
 

@@ -77,9 +77,13 @@ def test_params_are_validated(dagbag):
 
     params = dagbag.dags["secure_training"].params
     for bad in ({"target_epsilon": 0}, {"target_epsilon": 50}, {"epochs": 0}, {"dataset": "../etc"},
-                {"input_uri": "file:///landing/x.csv; rm -rf /"}, {"label_column": "a b"}):
+                {"input_uri": "file:///landing/x.csv; rm -rf /"}, {"label_column": "a\nb"},
+                {"label_column": "x" * 129}, {"label_column": ""}):
         trial = ParamsDict({k: v for k, v in params.items()})
         with pytest.raises(Exception):
             for key, value in bad.items():
                 trial[key] = value
             trial.validate()
+    good = ParamsDict({k: v for k, v in params.items()})
+    good["label_column"] = "Outcome (30 d)"  # any column name of the user's table
+    good.validate()

@@ -37,12 +37,14 @@ def test_generalization_ladders():
     assert generalize(pd.Series(["62704"]), "prefix", 2).tolist() == ["62***"]
     assert generalize(pd.Series(["1957", "1957-03-01", None]), "year_band", 10).tolist() == [
         "1950-1959", "1950-1959", "*"]
+    assert generalize(pd.Series(["47", "45-49", "90+", None, "n/a"]), "band", 10).tolist() == [
+        "40-49", "40-49", "90+", "*", "*"]
 
 
 def test_k_anonymity_generalizes_then_suppresses_and_reports_k_and_l():
     policy = parse_policy(KANON)
     frame = _frame()
-    result, report = enforce_k_anonymity(frame, policy)
+    result, report = enforce_k_anonymity(frame, policy.k_anonymity)
     sizes = result.groupby(["zip", "birth"]).size()
     assert sizes.min() >= 3 and report["k"] == sizes.min()  # pycanon's k agrees with counting
     assert report["levels"] == {"zip": "as masked", "birth": "year_band:10"}  # most distinct first
@@ -55,7 +57,7 @@ def test_k_anonymity_names_a_missing_column():
     from securepipe.errors import InputError
 
     with pytest.raises(InputError) as error:
-        enforce_k_anonymity(_frame().drop(columns=["birth"]), parse_policy(KANON))
+        enforce_k_anonymity(_frame().drop(columns=["birth"]), parse_policy(KANON).k_anonymity)
     assert error.value.column == "birth"
 
 
@@ -110,3 +112,12 @@ def test_cli_pseudonyms_are_stable_across_runs_with_kms(tmp_path, kms_env):
         assert "not be stable" not in done.stderr
         tokens.append(pd.read_parquet(out).set_index("card_number", drop=False)["patient_id"].sort_values().tolist())
     assert tokens[0] == tokens[1]
+
+
+def test_gate_does_not_count_what_the_policy_publishes_as_is():
+    """An age under 90 is kept exact by the default policy: found again, it is not residual PII; 93 is."""
+    policy = load_policy(None)
+    tail = " seen today, stable vitals, continue the current regimen and recheck labs soon."
+    assert residual_gate(pd.DataFrame({"notes": ["Pt is a 78-year-old" + tail]}), policy)["passed"]
+    with pytest.raises(GateFailed, match="AGE"):
+        residual_gate(pd.DataFrame({"notes": ["Pt is a 93-year-old" + tail]}), policy)

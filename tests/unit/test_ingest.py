@@ -1,4 +1,5 @@
-"""Strict ingest: every bad input gets an error naming file, row and column, never the value."""
+"""The one strict reader: every bad input gets an error naming file, row and column, never the value;
+unusual input (bulleted notes, leading '+', formula-looking cells, accents) is data."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from securepipe.errors import InputError
-from securepipe.ingest import ReadLimits, is_formula, iter_frames, read_all
+from securepipe.ingest import ReadLimits, is_formula, iter_frames, neutralize_formulas, read_all
 
 SECRET = "Zelda-Canary-4417"  # a value that must never appear in any message
 
@@ -20,9 +21,8 @@ BAD_CSV = [
     (f"id,name,score\n1,{SECRET},3,9\n".encode(), 1, None, "fields"),
     (f"id,name,score\n1,ok,3\n2,{SECRET}\xff,3\n".encode("latin-1"), 2, None, "UTF-8"),
     (f"id,name,score\n1,{SECRET}\x00,3\n".encode(), 1, None, "NUL"),
-    (f"id,name,score\n1,=HYPERLINK(\"{SECRET}\"),3\n".encode(), 1, "name", "formula"),
-    (f"id,name,score\n1,ok,3\n2,@{SECRET},3\n".encode(), 2, "name", "formula"),
-    (f"id,name,score\n1,{'x' * 70000},3\n".encode(), 1, None, "larger"),
+    (f"id,name,score\n1,{'x' * ((1 << 20) + 1)},3\n".encode(), 1, None, "larger"),
+    (f"id,name,score\n1,ok,3\n\n2,\"{SECRET},3\n".encode(), 2, None, "malformed"),
     (f"id,id,score\n1,{SECRET},3\n".encode(), 0, "id", "duplicate"),
     (f"id,,score\n1,{SECRET},3\n".encode(), 0, None, "empty"),
 ]
@@ -37,6 +37,7 @@ def test_bad_csv_names_place_not_value(tmp_path, data, row, column, reason):
     message = str(caught.value)
     assert "input.csv" in message and reason in message
     assert SECRET not in message and "x" * 100 not in message
+    assert not (row is None and caught.value.row is not None)
     assert caught.value.row == row
     if column:
         assert caught.value.column == column
@@ -92,3 +93,54 @@ def test_corrupt_parquet(tmp_path):
 )
 def test_formula_detection(cell, formula):
     assert is_formula(cell) is formula
+
+
+UNUSUAL = [
+    "- stable, continue metformin",
+    "+49 30 1234567",
+    "=SUM(A1)",  # formula-looking cells are data: neutralized only where a CSV is written for people
+    "@home since Monday",
+    "-12.5",
+    "Müller-Lüdenscheidt, Zoë",
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_unusual_cells_are_data_not_errors(tmp_path, suffix):
+    frame = pd.DataFrame({"Pat.-Nr.": [str(i) for i in range(len(UNUSUAL))], "visit_note": UNUSUAL,
+                          "Geburtsdatum": ["02.03.1984"] * len(UNUSUAL)})
+    path = tmp_path / f"input{suffix}"
+    (frame.to_csv if suffix == ".csv" else frame.to_parquet)(path, index=False)
+    read = read_all(path)
+    assert read["visit_note"].tolist() == UNUSUAL
+    assert list(read.columns) == ["Pat.-Nr.", "visit_note", "Geburtsdatum"]
+
+
+def test_csv_and_parquet_number_rows_the_same_way(tmp_path):
+    too_big = "y" * 200
+    frame = pd.DataFrame({"a": ["1", "2", "3", too_big], "b": ["x"] * 4})
+    limits = ReadLimits(max_cell_bytes=100, chunk_rows=2)
+    rows = []
+    for suffix in (".csv", ".parquet"):
+        path = tmp_path / f"input{suffix}"
+        (frame.to_csv if suffix == ".csv" else frame.to_parquet)(path, index=False)
+        with pytest.raises(InputError) as caught:
+            read_all(path, limits=limits)
+        assert "larger than the limit" in str(caught.value) and too_big not in str(caught.value)
+        rows.append((caught.value.row, caught.value.column))
+    assert rows[0][0] == rows[1][0] == 4 and rows[1][1] == "a"
+
+
+def test_empty_cells_are_missing_in_both_formats(tmp_path):
+    path = tmp_path / "input.csv"
+    path.write_text("a,b\n1,\n,2\n")
+    read = read_all(path)
+    assert read["b"].isna().tolist() == [True, False] and read["a"].isna().tolist() == [False, True]
+
+
+def test_neutralize_formulas_only_touches_formulas():
+    frame = pd.DataFrame({"note": ["=1+1", "- stable", "+1 608-549-3022", "@SUM(A1)", None], "n": [1, 2, 3, 4, 5]})
+    out = neutralize_formulas(frame)
+    assert out["note"].tolist()[:4] == ["'=1+1", "- stable", "+1 608-549-3022", "'@SUM(A1)"]
+    assert pd.isna(out["note"].iloc[4])
+    assert out["n"].tolist() == [1, 2, 3, 4, 5] and frame["note"].iloc[0] == "=1+1"

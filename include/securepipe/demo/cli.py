@@ -4,6 +4,10 @@ from __future__ import annotations
 
 def register(commands, bench) -> None:
     demo = commands.add_parser("demo", help="run secure_training once on the embedded default and print a summary")
+    demo.add_argument("--input", help="your own table (.csv or .parquet) instead of synthetic patients")
+    demo.add_argument("--label", help="the column to predict (required with --input; default readmitted)")
+    demo.add_argument("--policy", help="a masking policy in policies/ by name (default: demo for the synthetic "
+                                       "patients, the zero-configuration default for --input)")
     demo.add_argument("--rows", type=int, default=20_000, help="synthetic patients to generate (default 20000)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--epochs", type=int, default=5)

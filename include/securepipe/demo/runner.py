@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -76,19 +77,49 @@ def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _dataset_name(path: Path) -> str:
+    """A dataset name the DAG accepts, from the file's name (the ledger and storage are per dataset)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")
+    return (name if name[:1].isalpha() else f"d-{name}")[:64] or "dataset"
+
+
+def _stage_input(args, landing_dir: Path) -> tuple[Path, dict]:
+    """The user's table, checked (readable, label present) and copied into the landing zone,
+    and the run settings it needs. Raises InputError naming file and column, never a value."""
+    from securepipe.errors import InputError
+    from securepipe.ingest import ReadLimits, input_format, iter_frames
+
+    source = Path(args.input).expanduser().resolve()
+    fmt = input_format(source)
+    if not args.label:
+        raise InputError(source.name, "--label names the column to predict (needed with --input)")
+    next(iter_frames(source, required_columns=[args.label], limits=ReadLimits(chunk_rows=100)))
+    landing = landing_dir / f"input.{fmt}"
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, landing)
+    return landing, {"dataset": _dataset_name(source), "label_column": args.label,
+                     "masking_policy": args.policy or "default"}
+
+
 def run_demo(args) -> int:
     from securepipe.synth import write_patients
 
     started = time.monotonic()
     home = _home(args)
-    landing = home / "landing" / "patients.csv"
-    _step(f"generating {args.rows} synthetic patients -> {landing}")
-    write_patients(landing, args.rows, seed=args.seed)
+    if args.input:
+        landing, run_conf = _stage_input(args, home / "landing")
+        _step(f"staged {Path(args.input).name} -> {landing} (label {args.label!r}, policy {run_conf['masking_policy']})")
+    else:
+        landing = home / "landing" / "patients.csv"
+        _step(f"generating {args.rows} synthetic patients -> {landing}")
+        write_patients(landing, args.rows, seed=args.seed)
+        run_conf = {"label_column": args.label or "readmitted", "masking_policy": args.policy or "demo"}
     _step("starting the local KMS emulator and Airflow (SQLite, LocalExecutor)")
     stack, emulator = start_embedded(home)
     try:
         stack.wait_for_dag(DAG_ID)
-        conf = {"input_uri": f"file://{landing}", "epochs": args.epochs, "target_epsilon": args.target_epsilon}
+        conf = {"input_uri": f"file://{landing}", "epochs": args.epochs, "target_epsilon": args.target_epsilon,
+                **run_conf}
         run_id = stack.trigger(DAG_ID, conf)
         _step(f"triggered {DAG_ID} run {run_id}; waiting")
         state = stack.wait_for_run(DAG_ID, run_id, timeout=args.timeout)

@@ -25,8 +25,20 @@ def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) 
     for column, counts in sorted(published.get("pii_report", {}).items()):
         detail = ", ".join(f"{entity} {n}" for entity, n in sorted(counts.items()))
         lines.append(f"    {column:<18} {detail}")
+    plan = published.get("masking_plan") or {}
+    if plan:
+        lines += [
+            f"  subject column      {plan.get('subject_column') or 'none (rows keyed by their identifiers)'}",
+            f"  quasi-identifiers   {', '.join(plan.get('quasi_identifiers') or []) or 'none'}; "
+            f"sensitive column {plan.get('sensitive_column') or 'none'}",
+        ]
+        lines += [f"  warning             {warning}" for warning in plan.get("warnings") or []]
     if kanon:
         lines.append(f"  k-anonymity         {', '.join(f'{k}={v}' for k, v in sorted(kanon.items()) if not isinstance(v, (dict, list)))}")
+    columns = published.get("training_columns") or {}
+    if columns:
+        lines.append("  model columns (used, or why left out):")
+        lines += [f"    {column:<18} {role}" for column, role in columns.items()]
     lines += [
         f"  KMS key             {published.get('kms_key_id')}",
         f"  privacy spent       epsilon {_fmt(privacy.get('epsilon'))} (target {privacy.get('target_epsilon')}), "

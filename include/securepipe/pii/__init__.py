@@ -6,17 +6,19 @@ validated pattern recognizers plus spaCy NER through Presidio), replaces them wi
 policy-chosen operators (redaction, partial masks, keyed HMAC pseudonyms, date
 shifts, generalization), measures k-anonymity over quasi-identifiers, and re-scans
 the result so that a run with residual PII fails closed. Reports carry counts per
-column and entity type, never values.
+column and entity type, never values. With the default policy no column is named:
+each table's plan (subject column, quasi-identifiers, sensitive column) is inferred.
 
 This module imports only the standard library (the `securepipe` CLI imports the
 package in both virtual environments); the API below is loaded on first use:
 
     load_policy(path) -> Policy
-    mask_frame(df, policy, secret) -> (masked_df, report)
-    enforce_k_anonymity(df, policy) -> (df, report)
+    plan_table(df, policy, keep=()) -> TablePlan   # classes and roles of one table
+    mask_frame(df, policy, secret, plan=None) -> (masked_df, report)  # report["residual_scan"]
+    enforce_k_anonymity(df, plan.k_anonymity) -> (df, report)
     residual_gate(df, policy) -> report            # raises GateFailed
     merge_reports([report, ...]) -> report             # shard reports added up
-    mask_file(in_path, out_path, *, policy, secret, report_path=None) -> report
+    mask_file(in_path, out_path, *, policy, secret, report_path=None, keep=()) -> report
     classify_columns(df, policy) -> {column: ColumnClass}
     detect_texts(texts) -> list[list[Span]]
 """
@@ -31,6 +33,8 @@ _API = {
     "mask_file": "securepipe.pii.mask",
     "merge_reports": "securepipe.pii.mask",
     "classify_columns": "securepipe.pii.structured",
+    "plan_table": "securepipe.pii.structured",
+    "TablePlan": "securepipe.pii.structured",
     "enforce_k_anonymity": "securepipe.pii.kanon",
     "residual_gate": "securepipe.pii.gate",
     "detect_texts": "securepipe.pii.text",

@@ -115,9 +115,13 @@ def residual_values(source: pd.DataFrame, masked: pd.DataFrame) -> int:
     return found
 
 
+# Clinical cells must come out unchanged; age and sex are quasi-identifiers, generalized where
+# k-anonymity needs it, so they are not counted.
+CLINICAL = ["diagnosis_code", *(f for f in synth.FEATURES if f != "age"), synth.LABEL]
+
+
 def non_pii_cells_altered(source: pd.DataFrame, masked: pd.DataFrame) -> int:
-    keep = ["sex", "diagnosis_code", *synth.FEATURES, synth.LABEL]
-    return int((source[keep].astype(str).to_numpy() != masked[keep].astype(str).to_numpy()).sum())
+    return int((source[CLINICAL].astype(str).to_numpy() != masked[CLINICAL].astype(str).to_numpy()).sum())
 
 
 def run_bench(rows: int, notes: int = 1000, baseline_rows: int = 200) -> dict:

@@ -90,9 +90,14 @@ def _mask(args) -> int:
     from securepipe.pii.policy import load_policy
 
     policy = load_policy(args.policy)
-    report = mask_file(args.input, args.output, policy=policy, secret=resolve_secret(), report_path=args.report)
+    report = mask_file(args.input, args.output, policy=policy, secret=resolve_secret(), report_path=args.report,
+                       keep=args.keep or ())
+    for warning in report["plan"]["warnings"]:
+        print(f"securepipe: warning: {warning}", file=sys.stderr)
+    masked = {column: entry["entity"] for column, entry in report["columns"].items() if entry["operator"] != "keep"}
     summary = {"rows_in": report["rows_in"], "rows_out": report["rows_out"], "gate": "passed",
-               "k": report.get("k_anonymity", {}).get("k")}
+               "k": report["k_anonymity"].get("k"), "masked_columns": masked,
+               **{k: v for k, v in report["plan"].items() if k != "warnings"}}
     print(json.dumps(summary))
     return 0
 
@@ -115,8 +120,10 @@ def register(commands, bench) -> None:
     detect.set_defaults(func=_detect)
     mask = sub.add_parser("mask", help="mask a CSV or Parquet table into Parquet (exit 0 only if the gate passed)")
     mask.add_argument("--in", dest="input", required=True)
-    mask.add_argument("--out", dest="output", required=True)
-    mask.add_argument("--policy", default=None, help="policy YAML (default: the packaged policy)")
+    mask.add_argument("--out", dest="output", required=True,
+                      help=".parquet, or .csv to open in a spreadsheet (formula-looking cells neutralized)")
+    mask.add_argument("--policy", default=None, help="policy YAML (default: the packaged policy; no column named)")
+    mask.add_argument("--keep", action="append", metavar="COLUMN", help="a column to leave unchanged (a label)")
     mask.add_argument("--report", default=None, help="write the JSON report here (counts only)")
     mask.set_defaults(func=_mask)
     pii_bench = bench.add_parser("pii", help="throughput, recall and precision against Presidio")

@@ -10,10 +10,13 @@ names, entity types and counts only, never a value.
 Structured cells are screened with vectorized (pyarrow RE2) patterns first and only
 the candidates go through the library validators, so the scan costs a few regex passes
 per column. Free-text columns are re-run through the text detector; our own pseudonym
-tokens are ignored.
+tokens are ignored. When masking runs, `mask.mask_frame` does the free-text re-scan
+itself (it knows where its replacements lie, and masks what the re-scan finds in a
+second pass); this module then only decides on the counts (`decide`).
 """
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 
 import pandas as pd
@@ -22,6 +25,7 @@ import pyarrow.compute as pc
 
 from securepipe.errors import GateFailed
 from securepipe.pii import recognizers as rec
+from securepipe.pii.operators import Context, get_operator, surrogate_ranges, within
 from securepipe.pii.policy import FREE_TEXT, Policy
 
 # RE2 screens: a cell that fails its screen cannot pass the validator.
@@ -66,12 +70,35 @@ def scan_free_text(values: pd.Series, policy: Policy, workers: int | None = None
     from securepipe.pii.text import detect_texts
 
     texts = values.fillna("").astype(str).tolist()
+    found = [[s for s in spans if not within(s.start, s.end, surrogate_ranges(text))]
+             for text, spans in zip(texts, detect_texts(texts, workers=workers, ner=policy.ner))]
     counts: Counter = Counter()
     cells = 0
-    for spans in detect_texts(texts, workers=workers, ner=policy.ner):
+    for spans in without_fixed_points(texts, found, policy):
         cells += bool(spans)
         counts.update(span.entity_type for span in spans)
     return counts, cells
+
+
+def without_fixed_points(texts, spans_per_text, policy: Policy):
+    """Drop spans the policy's own operator leaves as they are: they are what masking publishes
+    (an age under 90 kept exact, a year, a partial mask), so re-scanning masked text finds them
+    without finding PII. An operator that changes every value (pseudonym, redact, date shift)
+    has no such spans."""
+    rows = [(i, n, s.entity_type, texts[i][s.start:s.end])
+            for i, spans in enumerate(spans_per_text) for n, s in enumerate(spans)]
+    if not rows:
+        return spans_per_text
+    flat = pd.DataFrame(rows, columns=["text", "span", "entity", "value"])
+    kept = set()
+    probe = secrets.token_bytes(32)  # any key: a pseudonym never equals its input either way
+    for entity, group in flat.groupby("entity", sort=False):
+        spec = policy.operator_for(entity, free_text=True)
+        out = get_operator(spec.name).apply(group["value"], spec.params,
+                                            Context(entity, probe, group["text"].astype(str)))
+        same = out.astype(str).to_numpy() == group["value"].astype(str).to_numpy()
+        kept.update(zip(group["text"][same], group["span"][same]))
+    return [[s for n, s in enumerate(spans) if (i, n) not in kept] for i, spans in enumerate(spans_per_text)]
 
 
 def scan_frame(df: pd.DataFrame, policy: Policy, free_text_columns=None, workers: int | None = None) -> dict:
@@ -121,7 +148,8 @@ def decide(scan: dict, policy: Policy) -> dict:
     report = {"passed": not failures, "rows_scanned": scan["rows"], "residual": failures, "columns": scan["columns"]}
     if failures:
         where = "; ".join(f"column {f['column']!r} {f['entity_type']} x{f['count']}" for f in failures)
-        error = GateFailed(f"residual PII in masked output, nothing published: {where}")
+        error = GateFailed(f"residual PII in masked output, nothing published (final for this input and "
+                           f"policy): {where}")
         error.report = report
         raise error
     return report

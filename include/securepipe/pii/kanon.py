@@ -1,9 +1,9 @@
-"""k-anonymity over declared quasi-identifiers, with generalization and suppression.
+"""k-anonymity over the table's quasi-identifiers, with generalization and suppression.
 
 Threat model: a record with no direct identifier can still be singled out by a rare
 combination of quasi-identifiers (ZIP prefix, birth year, ...) and linked to an
-outside register. Each quasi-identifier climbs its policy-declared generalization
-ladder (Datafly: the one with most distinct values first) until at most
+outside register. Each quasi-identifier (named by the policy or inferred by
+`structured.plan_table`) climbs its generalization ladder (Datafly: the one with most distinct values first) until at most
 `max_suppressed_fraction` of rows sit in classes smaller than k; those rows have their
 quasi-identifiers suppressed to "*" (and are dropped only if the suppressed rows
 together are still fewer than k). The resulting k and the l-diversity of the
@@ -22,19 +22,25 @@ import pandas as pd
 from pycanon import anonymity
 
 from securepipe.errors import InputError
-from securepipe.pii.policy import KAnonymity, Policy
+from securepipe.pii.policy import KAnonymity
 
 SUPPRESSED = "*"
+# The report when a table has no quasi-identifier (or the policy asks for no k-anonymity).
+NO_QUASI_IDENTIFIERS = {"k_required": None, "quasi_identifiers": [], "rows_suppressed": 0, "rows_dropped": 0}
 
 
 def generalize(values: pd.Series, kind: str, amount: int) -> pd.Series:
     text = values.astype("string")
     if kind == "prefix":
         out = text.str.slice(0, amount) + text.str.slice(amount).str.replace(r".", "*", regex=True)
-    else:  # year_band
+    elif kind == "year_band":
         years = pd.to_numeric(text.str.extract(r"(\d{4})", expand=False), errors="coerce")
         low = (years // amount * amount).astype("Int64")
         out = low.astype("string") if amount == 1 else low.astype("string") + "-" + (low + amount - 1).astype("string")
+    else:  # band: numbers (ages, or age bands already) to bands of `amount`; a top band ("90+") stays
+        numbers = pd.to_numeric(text.str.extract(r"^\s*(\d+)", expand=False), errors="coerce")
+        low = (numbers // amount * amount).astype("Int64")
+        out = (low.astype("string") + "-" + (low + amount - 1).astype("string")).where(~text.str.endswith("+"), text)
     return out.fillna(SUPPRESSED).astype(object)
 
 
@@ -61,8 +67,7 @@ def _check_columns(columns, spec: KAnonymity, file: str) -> None:
             raise InputError(file, "column named by the policy's k_anonymity section is missing", column=column)
 
 
-def plan_k_anonymity(frame: pd.DataFrame, policy: Policy, *, file: str = "<frame>") -> Plan | None:
-    spec = policy.k_anonymity
+def plan_k_anonymity(frame: pd.DataFrame, spec: KAnonymity | None, *, file: str = "<frame>") -> Plan | None:
     if spec is None:
         return None
     _check_columns(frame.columns, spec, file)
@@ -88,7 +93,7 @@ def plan_k_anonymity(frame: pd.DataFrame, policy: Policy, *, file: str = "<frame
         "rows_dropped": int(dropped.sum()),
     }
     final = apply_plan(frame[names + ([spec.sensitive_column] if spec.sensitive_column else [])],
-                       Plan(levels, suppressed, dropped, {}), policy)
+                       Plan(levels, suppressed, dropped, {}), spec)
     report.update(measure(final, spec))
     return Plan(levels, suppressed, dropped, report)
 
@@ -106,9 +111,8 @@ def measure(frame: pd.DataFrame, spec: KAnonymity) -> dict:
     return result
 
 
-def apply_plan(chunk: pd.DataFrame, plan: Plan, policy: Policy, row_offset: int = 0) -> pd.DataFrame:
+def apply_plan(chunk: pd.DataFrame, plan: Plan, spec: KAnonymity, row_offset: int = 0) -> pd.DataFrame:
     """Generalize and suppress the quasi-identifiers of rows [row_offset, row_offset+len)."""
-    spec = policy.k_anonymity
     rows = slice(row_offset, row_offset + len(chunk))
     out = chunk.copy()
     general = _apply_levels(chunk, spec, plan.levels)
@@ -118,9 +122,9 @@ def apply_plan(chunk: pd.DataFrame, plan: Plan, policy: Policy, row_offset: int 
     return out[~plan.dropped[rows]]
 
 
-def enforce_k_anonymity(df: pd.DataFrame, policy: Policy) -> tuple[pd.DataFrame, dict]:
+def enforce_k_anonymity(df: pd.DataFrame, spec: KAnonymity | None) -> tuple[pd.DataFrame, dict]:
     """Generalize/suppress quasi-identifiers of a whole masked table; return it and the report."""
-    plan = plan_k_anonymity(df, policy)
+    plan = plan_k_anonymity(df, spec)
     if plan is None:
-        return df, {"k_required": None}
-    return apply_plan(df.reset_index(drop=True), plan, policy), plan.report
+        return df, dict(NO_QUASI_IDENTIFIERS)
+    return apply_plan(df.reset_index(drop=True), plan, spec), plan.report

@@ -10,7 +10,9 @@ original, yet joins and the model's signal must survive where the policy asks.
   all tables again under the new key id; old and new tokens do not join.
 - `date_shift`: one secret-derived offset per subject, so intervals within a
   patient's record survive while calendar dates do not.
-- `year`, `zip_prefix`, `age_band`: HIPAA Safe Harbor style generalization.
+- `year`, `zip_prefix`, `age_band`: HIPAA Safe Harbor style generalization (`zip_prefix`
+  keeps the first characters of a postcode of any country; `age_band` with width 1
+  keeps ages exact below `top`).
 - `redact`, `partial_mask`: nothing, or only a short tail, of the value remains.
 Operators compute once per distinct value and map back, so cost follows the number of
 distinct values, not rows, and no operator runs NER.
@@ -32,6 +34,18 @@ TOKEN_BITS = 80  # collisions stay negligible far beyond any table here
 TOKEN_CHARS = 18  # 26**18 > 2**80
 # Letters only: a token can never contain a digit run that reads as (part of) a ZIP, SSN or phone.
 TOKEN_RE = re.compile(r"\[[A-Z_]+:[a-z]{18}\]")
+# What masking leaves in text: pseudonym tokens and redaction markers ("<PERSON>").
+SURROGATE_RE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")
+
+
+def surrogate_ranges(text: str) -> list[tuple[int, int]]:
+    """Where a text holds masking output already (a masked table, masked again)."""
+    return [match.span() for match in SURROGATE_RE.finditer(text)]
+
+
+def within(start: int, end: int, ranges) -> bool:
+    """True when [start, end) lies wholly inside one of `ranges`."""
+    return any(low <= start and end <= high for low, high in ranges)
 # HIPAA Safe Harbor: three-digit ZIP areas with 20,000 people or fewer become 000.
 RESTRICTED_ZIP3 = frozenset(
     "036 059 063 102 203 556 692 790 821 823 830 831 878 879 884 890 893".split()
@@ -144,8 +158,26 @@ class Pseudonym(Operator):
         return _map_distinct(values, lambda v: pseudonym_token(v, ctx.entity, ctx.secret))
 
 
-def _parse_dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, errors="coerce", format="mixed")
+_DAY_FIRST = re.compile(r"^\s*(?:1[3-9]|2\d|3[01])[./-]\d{1,2}[./-]\d{2,4}\b|^\s*\d{1,2}\.\d{1,2}\.\d{2,4}\b")
+
+
+_COLUMN_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates in any common format; a column is read day-first when it is written that way
+    anywhere (13/04/1984, or dotted as in 02.03.1984), so intervals stay right for DE/FR/UK dates.
+    A column written in one common format is parsed at C speed; mixed columns value by value."""
+    text = values.astype("string")
+    day_first = bool(text.str.contains(_DAY_FIRST, na=False).any())
+    present = text.notna()
+    for fmt in _COLUMN_FORMATS:
+        if fmt.startswith("%m") and day_first:
+            continue
+        parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+        if parsed[present].notna().all():
+            return parsed
+    return pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
 
 
 class DateShift(Operator):
@@ -161,7 +193,7 @@ class DateShift(Operator):
 
     def apply(self, values, params, ctx):
         if ctx.subjects is None:
-            raise PolicyError("operator 'date_shift' needs subject_column in the policy")
+            raise PolicyError("operator 'date_shift' needs a subject key per row")
         max_days = params.get("max_days", 180)
 
         def offset(subject: str) -> int:
@@ -171,7 +203,7 @@ class DateShift(Operator):
 
         days = _map_distinct(ctx.subjects, lambda s: str(offset(s)))
         days = pd.to_numeric(days, errors="coerce").fillna(0).astype("int64")
-        parsed = _parse_dates(values)
+        parsed = parse_dates(values)
         shifted = (parsed + pd.to_timedelta(days.to_numpy(), unit="D")).dt.strftime("%Y-%m-%d")
         # A value that is not a date cannot be shifted: it is redacted rather than kept.
         return shifted.where(parsed.notna(), values.where(values.isna(), f"<{ctx.entity}>")).astype(object)
@@ -181,7 +213,7 @@ class Year(Operator):
     name = "year"
 
     def apply(self, values, params, ctx):
-        parsed = _parse_dates(values)
+        parsed = parse_dates(values)
         years = parsed.dt.year.astype("Int64").astype(str)
         return years.where(parsed.notna(), values.where(values.isna(), f"<{ctx.entity}>")).astype(object)
 
@@ -199,12 +231,30 @@ class ZipPrefix(Operator):
         digits = params.get("digits", 3)
 
         def generalize(value: str) -> str:
-            head = re.sub(r"\D", "", value)[:digits]
+            value = value.strip()
+            if not _US_ZIP.fullmatch(value):
+                return _keep_leading(value.upper(), digits)  # postcodes elsewhere: SW1A 1AA -> SW1* ***
+            head = re.sub(r"\D", "", value).zfill(5)[:digits]  # a numeric ZIP may have lost its leading zeros
             if len(head) < digits or (digits == 3 and head in RESTRICTED_ZIP3):
                 head = "0" * digits
             return head + "*" * (5 - digits)
 
         return _map_distinct(values, generalize)
+
+
+_US_ZIP = re.compile(r"\d{5}(?:-\d{4})?|\d{1,4}")  # numeric ZIPs may have lost leading zeros
+
+
+def _keep_leading(value: str, count: int) -> str:
+    """The first `count` letters and digits kept, every later one starred; spaces and dashes stay."""
+    out, seen = [], 0
+    for ch in value:
+        if ch.isalnum():
+            seen += 1
+            out.append(ch if seen <= count else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class AgeBand(Operator):
@@ -222,9 +272,12 @@ class AgeBand(Operator):
         width, top = params.get("width", 10), params.get("top", 90)
         ages = pd.to_numeric(values, errors="coerce")
         low = (np.floor(ages / width) * width).astype("Int64")
-        bands = low.astype(str) + "-" + (low + width - 1).astype(str)
+        bands = low.astype(str) if width == 1 else low.astype(str) + "-" + (low + width - 1).astype(str)
         bands = bands.where(ages < top, f"{top}+")
-        return bands.where(ages.notna(), values.where(values.isna(), f"<{ctx.entity}>")).astype(object)
+        # A value that is already a band ("40-49", "90+") is masking output: kept, so masking is idempotent.
+        banded = values.astype("string").str.fullmatch(r"\d{1,3}(?:-\d{1,3}|\+)", na=False)
+        other = values.where(values.isna() | banded, f"<{ctx.entity}>")
+        return bands.where(ages.notna(), other).astype(object)
 
 
 OPERATORS: dict[str, Operator] = {

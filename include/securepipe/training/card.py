@@ -49,6 +49,17 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")  # column and category names are data: keep the table intact
+
+
+def _output(data: dict) -> str:
+    classes = data.get("classes", ["0", "1"])
+    if len(classes) == 2:
+        return f"probability of `{data['label']}` = {classes[1]}"
+    return f"one probability per class of `{data['label']}` ({', '.join(classes)})"
+
+
 def render_markdown(card: dict) -> str:
     privacy, data, metrics = card["privacy"], card["data"], card["metrics"]
     lines = [
@@ -69,7 +80,11 @@ def render_markdown(card: dict) -> str:
     lines += ["", "## Data lineage", "", "| item | value |", "|---|---|"]
     for key in ("file_sha256", "encrypted", "label", "rows_train", "rows_test", "masking_policy_sha256"):
         lines.append(f"| {key} | {_fmt(data.get(key))} |")
-    lines.append(f"| features | {', '.join(data['features'])} |")
+    lines.append(f"| classes | {', '.join(data.get('classes', ['0', '1']))} |")
+    lines.append(f"| features | {_cell(', '.join(data['features']))} |")
+    lines += ["", "## Columns", "", "Which columns the model uses, and why the others are left out.", "",
+              "| column | use |", "|---|---|"]
+    lines += [f"| {_cell(column)} | {role} |" for column, role in data.get("columns", {}).items()]
     lines += ["", "## Evaluation (held-out split)", "", "| metric | DP model | non-private baseline |", "|---|---|---|"]
     baseline = card.get("nonprivate_baseline") or {}
     for key in ("accuracy", "auc", "ece", "brier", "mia_auc", "mia_advantage"):
@@ -83,8 +98,8 @@ def render_markdown(card: dict) -> str:
         "## Artifact",
         "",
         f"Model file `{card['model']['file']}`, sha256 `{card['model']['sha256']}`, "
-        f"encrypted: {card['model']['encrypted']}. Input: raw numeric features; output: probability of "
-        f"`{data['label']}` = 1. Architecture: {card['model']['architecture']}.",
+        f"encrypted: {card['model']['encrypted']}. Input: the features above (numbers as they are, categories "
+        f"as 0/1 indicators); output: {_output(data)}. Architecture: {card['model']['architecture']}.",
         "",
     ]
     return "\n".join(lines)

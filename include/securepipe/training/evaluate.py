@@ -18,13 +18,22 @@ _LOSS_FLOOR = 1e-7
 
 
 def per_example_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Binary cross-entropy of each example."""
+    """Cross-entropy of each example: binary for P(class 1) per example, categorical for a row
+    of class probabilities per example."""
+    labels = np.asarray(labels)
+    if probabilities.ndim == 2:
+        p = np.clip(probabilities[np.arange(len(labels)), labels.astype(np.int64)], _LOSS_FLOOR, 1.0)
+        return -np.log(p)
     p = np.clip(probabilities, _LOSS_FLOOR, 1 - _LOSS_FLOOR)
     return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """ECE: the bin-weighted gap between mean predicted probability and observed frequency."""
+    """ECE: the bin-weighted gap between mean predicted probability and observed frequency (for
+    multi-class models, of the top class's probability against how often it is right)."""
+    if probabilities.ndim == 2:
+        labels = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+        probabilities = probabilities.max(axis=1)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
     total = 0.0
@@ -36,9 +45,24 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 
 def utility(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy (threshold 0.5), ROC AUC, expected calibration error and Brier score."""
+    """Accuracy (threshold 0.5, or the top class), ROC AUC (one-vs-rest macro for multi-class;
+    None when a class is absent from the held-out split), expected calibration error, Brier score."""
     from sklearn.metrics import roc_auc_score
 
+    if probabilities.ndim == 2:
+        labels = np.asarray(labels, dtype=np.int64)
+        onehot = np.eye(probabilities.shape[1])[labels]
+        try:
+            auc = float(roc_auc_score(labels, probabilities, multi_class="ovr",
+                                      labels=np.arange(probabilities.shape[1])))
+        except ValueError:
+            auc = None
+        return {
+            "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
+            "auc": auc,
+            "ece": expected_calibration_error(probabilities, labels),
+            "brier": float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1))),
+        }
     labels = np.asarray(labels, dtype=np.float64)
     return {
         "accuracy": float(np.mean((probabilities >= 0.5) == labels)),

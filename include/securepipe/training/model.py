@@ -1,4 +1,8 @@
-"""The pipeline's model: a small MLP on numeric features, trained with DP-SGD (or without, to compare).
+"""The pipeline's model: a small MLP on the prepared features, trained with DP-SGD (or without, to compare).
+
+Binary labels get one logit (sigmoid, binary cross-entropy); labels with k > 2 classes get
+k logits (softmax, sparse categorical cross-entropy). `predict_proba` returns P(class 1)
+for binary models and one row of k probabilities per example otherwise.
 
 Threat model: a model consumer must not learn whether a person was in the training data.
 DP-SGD bounds that: each example's gradient is clipped to `l2_norm_clip` and Gaussian
@@ -67,30 +71,37 @@ class TrainedModel:
     def predict_proba(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
         # A direct call, not `predict`: no per-model tf.function tracing for a one-off pass.
         logits = np.concatenate([
-            self.network(x[i:i + chunk].astype(np.float32), training=False).numpy().reshape(-1)
+            self.network(x[i:i + chunk].astype(np.float32), training=False).numpy()
             for i in range(0, len(x), chunk)
         ]).astype(np.float64)
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))  # clipped: exp() stays finite
+        if logits.shape[1] == 1:
+            return 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -60.0, 60.0)))  # clipped: exp() stays finite
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _layers(n_features: int, hidden):
+def _outputs(n_classes: int) -> int:
+    return 1 if n_classes == 2 else n_classes
+
+
+def _layers(n_features: int, hidden, n_classes: int = 2):
     import tensorflow as tf
 
     layers = [tf.keras.Input(shape=(n_features,))]
     layers += [tf.keras.layers.Dense(width, activation="relu") for width in hidden]
-    layers.append(tf.keras.layers.Dense(1))  # logits: the loss applies the sigmoid stably
+    layers.append(tf.keras.layers.Dense(_outputs(n_classes)))  # logits: the loss applies sigmoid/softmax stably
     return layers
 
 
 def build_network(
     n_features: int, *, hidden=DEFAULT_HIDDEN, noise_multiplier: float | None,
-    l2_norm_clip: float = DEFAULT_L2_NORM_CLIP, learning_rate: float = DEFAULT_LEARNING_RATE,
+    l2_norm_clip: float = DEFAULT_L2_NORM_CLIP, learning_rate: float = DEFAULT_LEARNING_RATE, n_classes: int = 2,
 ):
     """The compiled MLP: DP (fast clipping) when `noise_multiplier` is given, plain Keras when None."""
     import tensorflow as tf
 
     if noise_multiplier is None:
-        network = tf.keras.Sequential(_layers(n_features, hidden))
+        network = tf.keras.Sequential(_layers(n_features, hidden, n_classes))
     else:
         from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import make_default_layer_registry
         from tensorflow_privacy.privacy.keras_models.dp_keras_model import DPSequential
@@ -100,7 +111,7 @@ def build_network(
             noise_multiplier=noise_multiplier,
             use_xla=False,
             layer_registry=make_default_layer_registry(),
-            layers=_layers(n_features, hidden),
+            layers=_layers(n_features, hidden, n_classes),
         )
         if not network._enable_fast_peg_computation:  # noqa: SLF001 - the only way TF Privacy exposes it
             raise RuntimeError("fast gradient clipping is off: a trainable layer is not in the layer registry")
@@ -110,7 +121,8 @@ def build_network(
         # the mechanism is then the noisy SUM of clipped gradients, exactly what the
         # accountant analyses; a mean would divide by the realised Poisson batch size, a
         # data-dependent number. Adam is invariant to the gradient's overall scale.
-        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
+        loss=(tf.keras.losses.BinaryCrossentropy if n_classes == 2 else tf.keras.losses.SparseCategoricalCrossentropy)(
+            from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
         jit_compile=False,
     )
     return network
@@ -142,9 +154,10 @@ def poisson_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
 def fit(
     x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, noise_multiplier: float | None,
     hidden=DEFAULT_HIDDEN, l2_norm_clip: float = DEFAULT_L2_NORM_CLIP,
-    learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0,
+    learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0, n_classes: int = 2,
 ) -> TrainedModel:
-    """Train on (x, y) with Poisson-sampled batches; `noise_multiplier=None` trains without DP."""
+    """Train on (x, y) with Poisson-sampled batches; `noise_multiplier=None` trains without DP.
+    `y` holds class indices (0/1 for a binary label)."""
     import tensorflow as tf
 
     if x.ndim != 2 or len(x) != len(y):
@@ -152,7 +165,7 @@ def fit(
     tf.keras.utils.set_random_seed(seed)
     network = build_network(
         x.shape[1], hidden=hidden, noise_multiplier=noise_multiplier,
-        l2_norm_clip=l2_norm_clip, learning_rate=learning_rate,
+        l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, n_classes=n_classes,
     )
     batches, steps_per_epoch = poisson_batches(x, y, batch_size)
     started = time.perf_counter()
@@ -162,7 +175,7 @@ def fit(
 
 
 def export_network(trained: TrainedModel, mean: np.ndarray, std: np.ndarray):
-    """A plain Keras model for serving: raw features in, probability out.
+    """A plain Keras model for serving: raw features in, probability (per class) out.
 
     The standardisation fitted on the training split is baked in, and the DP wrapper is
     dropped (it only matters for training), so the saved file loads with stock Keras.
@@ -172,11 +185,13 @@ def export_network(trained: TrainedModel, mean: np.ndarray, std: np.ndarray):
     source = trained.network
     n_features = source.input_shape[-1]
     hidden = [layer.units for layer in source.layers[:-1]]
+    outputs = source.layers[-1].units
+    n_classes = 2 if outputs == 1 else outputs
     served = tf.keras.Sequential(
         [tf.keras.Input(shape=(n_features,)),
          tf.keras.layers.Normalization(mean=mean.astype(np.float32), variance=np.square(std).astype(np.float32))]
-        + _layers(n_features, hidden)[1:]
-        + [tf.keras.layers.Activation("sigmoid")]
+        + _layers(n_features, hidden, n_classes)[1:]
+        + [tf.keras.layers.Activation("sigmoid" if outputs == 1 else "softmax")]
     )
     for target, origin in zip(served.layers[1:-1], source.layers):
         target.set_weights(origin.get_weights())

@@ -125,6 +125,7 @@ def train_and_report(
     device = model.configure_device()
     log.info("DP-SGD plan: epsilon %.3f delta %.3g noise %.4g steps %d", plan.epsilon, plan.delta,
              plan.noise_multiplier, plan.steps)
+    settings["n_classes"] = split.n_classes
     trained = model.fit(split.x_train, split.y_train, epochs=epochs, batch_size=batch_size,
                         noise_multiplier=plan.noise_multiplier, seed=seed, **settings)
     metrics = evaluate.evaluate(trained, split)
@@ -156,15 +157,16 @@ def train_and_report(
         },
         "data": {
             "file_sha256": data_sha256, "encrypted": bool(input_context), "label": label,
-            "features": list(split.features), "rows_train": n, "rows_test": len(split.y_test),
-            "masking_policy_sha256": masking_policy_sha256,
+            "classes": list(split.classes), "features": list(split.features), "columns": dict(split.columns),
+            "rows_train": n, "rows_test": len(split.y_test), "masking_policy_sha256": masking_policy_sha256,
         },
         "metrics": {**metrics, "examples_per_s": trained.examples_seen / trained.seconds},
         "nonprivate_baseline": baseline,
         "model": {
             "name": f"dp-mlp-{label}",
-            "architecture": f"MLP {'-'.join(map(str, settings['hidden']))} relu, sigmoid output, "
-                            f"Adam lr {settings['learning_rate']:g}, standardisation built in",
+            "architecture": f"MLP {'-'.join(map(str, settings['hidden']))} relu, "
+                            f"{'sigmoid' if split.n_classes == 2 else f'softmax ({split.n_classes} classes)'} "
+                            f"output, Adam lr {settings['learning_rate']:g}, standardisation built in",
             **artifact,
         },
     }
