@@ -227,6 +227,13 @@ def test_our_surrogates_are_not_reported():
     assert detect_batch([text])[0] == []
 
 
+def test_a_span_running_into_a_surrogate_stops_at_it():
+    """Masking a masked note again must never wrap a pseudonym token in another."""
+    text = "Wife Anna [PERSON:abcdefghijklmnopqr] called."
+    spans = detect_batch([text])[0]
+    assert [text[s.start:s.end] for s in spans] == ["Anna"]
+
+
 # --- the registry ------------------------------------------------------------------------------------
 def test_registry_disables_and_adds_recognizers_by_name():
     config = RecognizerConfig.parse({
@@ -262,3 +269,22 @@ def test_registry_reads_phone_regions():
 def test_registry_config_refuses_bad_entries(raw, message):
     with pytest.raises(PolicyError, match=message):
         RecognizerConfig.parse(raw)
+
+
+def test_a_policy_configures_the_recognizers_of_every_detector_call(tmp_path):
+    """`detection.recognizers` in a policy file reaches `pii detect` (and masking, which shares it)."""
+    import json
+    import subprocess
+    import sys
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nextends: default\ndetection:\n  ner: false\n  recognizers:\n"
+                      "    disable: [email]\n    add:\n      - name: lab_kit\n        entity: IDENTIFIER\n"
+                      "        patterns: [{regex: 'KIT-[A-Z]{4}'}]\n")
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text(json.dumps({"id": "1", "text": "Kit KIT-ABCD for ann@example.org"}) + "\n")
+    out = tmp_path / "spans.jsonl"
+    subprocess.run([sys.executable, "-m", "securepipe.cli", "pii", "detect", "--in", str(notes), "--out", str(out),
+                    "--policy", str(policy)], check=True, capture_output=True)
+    spans = json.loads(out.read_text())["spans"]
+    assert [(s["start"], s["end"], s["entity_type"]) for s in spans] == [(4, 12, rec.IDENTIFIER)]

@@ -45,15 +45,18 @@ def _read_notes(source: Path):
 
 def _detect(args) -> int:
     _offline()
+    from securepipe.pii.policy import load_policy
     from securepipe.pii.text import detect_texts
     from securepipe.storage import atomic_write
 
+    policy = load_policy(args.policy)  # its detection section: NER on or off, recognizers by name
     texts_seen = spans_found = 0
     batch: list[tuple[str, str]] = []
     with atomic_write(Path(args.output), "w") as out:
         def flush():
             nonlocal spans_found
-            for (record_id, _), found in zip(batch, detect_texts([text for _, text in batch])):
+            texts = [text for _, text in batch]
+            for (record_id, _), found in zip(batch, detect_texts(texts, ner=policy.ner, config=policy.recognizers)):
                 spans_found += len(found)
                 spans = [{"start": s.start, "end": s.end, "entity_type": s.entity_type, "score": s.score}
                          for s in found]
@@ -117,6 +120,8 @@ def register(commands, bench) -> None:
     detect = sub.add_parser("detect", help="find PII spans in JSONL notes")
     detect.add_argument("--in", dest="input", required=True, help='JSONL, one {"id","text"} per line')
     detect.add_argument("--out", dest="output", required=True, help="JSONL spans, same order")
+    detect.add_argument("--policy", default=None,
+                        help="policy YAML whose detection section applies (default: the packaged policy)")
     detect.set_defaults(func=_detect)
     mask = sub.add_parser("mask", help="mask a CSV or Parquet table into Parquet (exit 0 only if the gate passed)")
     mask.add_argument("--in", dest="input", required=True)

@@ -71,7 +71,7 @@ def scan_free_text(values: pd.Series, policy: Policy, workers: int | None = None
 
     texts = values.fillna("").astype(str).tolist()
     found = [[s for s in spans if not within(s.start, s.end, surrogate_ranges(text))]
-             for text, spans in zip(texts, detect_texts(texts, workers=workers, ner=policy.ner))]
+             for text, spans in zip(texts, detect_texts(texts, workers=workers, ner=policy.ner, config=policy.recognizers))]
     counts: Counter = Counter()
     cells = 0
     for spans in without_fixed_points(texts, found, policy):

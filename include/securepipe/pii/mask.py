@@ -188,7 +188,7 @@ def _mask_spans(texts, spans_per_text, ranges_per_text, subjects, policy: Policy
 
 def _rescan(texts, known, ranges_per_text, policy: Policy, workers) -> list[list[Span]]:
     """What the detectors find that is not masking output."""
-    found = detect_texts(texts, known, workers=workers, ner=policy.ner)
+    found = detect_texts(texts, known, workers=workers, ner=policy.ner, config=policy.recognizers)
     return [_absorb(spans, ranges) for spans, ranges in zip(found, ranges_per_text)]
 
 
@@ -196,7 +196,7 @@ def _mask_free_text(values: pd.Series, known, subjects: pd.Series, policy: Polic
     texts = values.fillna("").astype(str).tolist()
     present = [surrogate_ranges(text) for text in texts]  # masking output already there is not PII
     first = [_absorb(spans, ranges) for spans, ranges in
-             zip(detect_texts(texts, known, workers=workers, ner=policy.ner), present)]
+             zip(detect_texts(texts, known, workers=workers, ner=policy.ner, config=policy.recognizers), present)]
     masked, ranges, counts = _mask_spans(texts, first, present, subjects, policy, secret)
     residual = _rescan(masked, known, ranges, policy, workers)
     again = [i for i, spans in enumerate(residual) if spans]

@@ -30,6 +30,7 @@ import yaml
 from securepipe.errors import PolicyError
 from securepipe.pii import recognizers as rec
 from securepipe.pii.operators import get_operator
+from securepipe.pii.recognizers import RecognizerConfig
 
 MAX_POLICY_BYTES = 256 * 1024
 MAX_EXTENDS_DEPTH = 4
@@ -85,6 +86,7 @@ class Policy:
     min_confidence: float = 0.8
     min_confidence_name_hint: float = 0.5
     ner: bool = True
+    recognizers: RecognizerConfig = RecognizerConfig()  # which free-text recognizers run (by name)
     max_residual_cells: int = 0
     max_residual_text_fraction: float = 0.0
     k_anonymity: KAnonymity | None = None
@@ -286,7 +288,8 @@ def parse_policy(text: str, *, directory: Path | None = None) -> Policy:
     if raw.get("version") != 1:
         raise PolicyError("policy: version must be 1")
     detection = _mapping(raw.get("detection"), "detection")
-    _check_keys(detection, {"sample_size", "min_confidence", "min_confidence_name_hint", "ner"}, "detection")
+    _check_keys(detection, {"sample_size", "min_confidence", "min_confidence_name_hint", "ner", "recognizers"},
+                "detection")
     gate = _mapping(raw.get("gate"), "gate")
     _check_keys(gate, {"max_residual_cells", "max_residual_text_fraction"}, "gate")
     return Policy(
@@ -300,6 +303,7 @@ def parse_policy(text: str, *, directory: Path | None = None) -> Policy:
             _number(detection.get("min_confidence_name_hint", 0.5), (int, float), "detection.min_confidence_name_hint", 0, 1)
         ),
         ner=_flag(detection.get("ner", True), "detection.ner"),
+        recognizers=RecognizerConfig.parse(detection.get("recognizers"), "detection.recognizers"),
         max_residual_cells=_number(gate.get("max_residual_cells", 0), int, "gate.max_residual_cells", 0, 10**12),
         max_residual_text_fraction=float(
             _number(gate.get("max_residual_text_fraction", 0.0), (int, float), "gate.max_residual_text_fraction", 0, 1)

@@ -165,20 +165,20 @@ def _phone_shaped(value: str) -> bool:
     return bool(_PHONE_SHAPE.fullmatch(value)) and sum(ch.isdigit() for ch in value) >= 7
 
 
-def _ner_person_fraction(sample: list[str]) -> float:
+def _ner_person_fraction(sample: list[str], policy: Policy) -> float:
     from securepipe.pii.text import detect_batch
 
     hits = 0
-    for value, spans in zip(sample, detect_batch(sample)):
+    for value, spans in zip(sample, detect_batch(sample, config=policy.recognizers)):
         covered = sum(s.end - s.start for s in spans if s.entity_type == rec.PERSON)
         hits += covered >= 0.7 * len(value.strip())
     return hits / len(sample) if sample else 0.0
 
 
-def _contains_pii_fraction(sample: list[str]) -> float:
+def _contains_pii_fraction(sample: list[str], policy: Policy) -> float:
     from securepipe.pii.text import detect_batch
 
-    return sum(1 for spans in detect_batch(sample, ner=False) if spans) / len(sample)
+    return sum(1 for spans in detect_batch(sample, ner=False, config=policy.recognizers) if spans) / len(sample)
 
 
 # What a column named as an entity must look like to be masked as it without a validator's yes.
@@ -238,13 +238,13 @@ def classify_column(name: str, values: pd.Series, policy: Policy) -> ColumnClass
     if date_score >= policy.min_confidence:
         return ColumnClass(rec.DATE, date_score, "values")
     if _fraction(sample, _NAME_SHAPE.fullmatch) >= policy.min_confidence:
-        score = _ner_person_fraction(sample[:50])
+        score = _ner_person_fraction(sample[:50], policy)
         if score >= policy.min_confidence:
             return ColumnClass(rec.PERSON, score, "ner-sample")
     if _distinct(sample) >= 0.9 and _fraction(sample, _CODE_SHAPE.fullmatch) >= policy.min_confidence:
         return ColumnClass(IDENTIFIER, _distinct(sample), "unique-codes")
     # Some values are or contain identifiers, too few to call the column: scan every cell as text.
-    share = _contains_pii_fraction(sample)
+    share = _contains_pii_fraction(sample, policy)
     if share > 0:
         return ColumnClass(FREE_TEXT, share, "mixed-values")
     return ColumnClass(NONE, 1.0 - scores[best], "no-match")

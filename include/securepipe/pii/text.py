@@ -32,7 +32,7 @@ from multiprocessing import current_process, get_context
 from typing import Iterable, Sequence
 
 from securepipe.pii import recognizers as rec
-from securepipe.pii.operators import TOKEN_RE
+from securepipe.pii.operators import surrogate_ranges
 from securepipe.pii.lexicon import COMMON, category
 from securepipe.pii.names import refine_person_or_place
 from securepipe.pii.recognizers import RecognizerConfig, RecognizerRegistry, Span
@@ -54,7 +54,6 @@ PRIORITY = {
 _CAPITALIZED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]")
 _WORD_AT = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.;!?\n])\s+")
-_OWN_SURROGATE = re.compile(rf"{TOKEN_RE.pattern}|<[A-Z_]+>")  # our pseudonyms and redactions
 _RANGE = re.compile(r"\d\s?-\s?\d")
 _CALENDAR = re.compile(rf"(?i)\b{rec._MONTH_WORD}|\b(?:1[89]|20)\d\d\b|\d[./-]\d")
 _FACILITY_ORG = re.compile(r"(?i)hospital|clinic|medical|health|infirmary|klinik|krankenhaus|spital|praxis|h[oô]pital|"
@@ -180,21 +179,35 @@ def detect_batch(
         spans = recognizers.find(text)
         if known is not None:
             spans += _known_spans(text, known[index])
-        spans = [s for s in spans if not _inside_surrogate(text, s)]
+        surrogates = surrogate_ranges(text) if "[" in text or "<" in text else []
+        spans = _outside(spans, surrogates)
         per_text.append(spans)
         if ner:
             ner_batch += [(index, offset, segment) for offset, segment in _ner_segments(text, spans)]
     for index, spans in _ner_spans(ner_batch, texts).items():
-        per_text[index] += [s for s in spans if not _inside_surrogate(texts[index], s)]
+        text = texts[index]
+        per_text[index] += _outside(spans, surrogate_ranges(text) if "[" in text or "<" in text else [])
     return [merge_spans(spans) for spans in per_text]
 
 
-def _inside_surrogate(text: str, span: Span) -> bool:
-    """A span inside one of our own pseudonym tokens or redaction markers is masking output."""
-    for token in _OWN_SURROGATE.finditer(text, max(0, span.start - 80), min(len(text), span.end + 80)):
-        if token.start() <= span.start and span.end <= token.end():
-            return True
-    return False
+def _outside(spans: list[Span], surrogates: list[tuple[int, int]]) -> list[Span]:
+    """Spans less our own surrogates (pseudonym tokens, redaction markers): a span inside one
+    is masking output and dropped; a span that runs into one is cut back to where it ends, so
+    masking a masked text again never wraps a token in another."""
+    if not surrogates:
+        return spans
+    kept = []
+    for span in spans:
+        start, end = span.start, span.end
+        for low, high in surrogates:
+            if low < end and start < high:
+                if low <= start:
+                    start = max(start, high)
+                else:
+                    end = min(end, low)
+        if end - start >= 2:
+            kept.append(span._replace(start=start, end=end))
+    return kept
 
 
 # --- sharding over processes --------------------------------------------------------------------
