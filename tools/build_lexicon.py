@@ -7,13 +7,15 @@ Each line is `word<TAB>category`, the word lower-cased:
   C  a common word: a lower-case entry of Webster's 2nd (public domain) in current use, an English
      word with Zipf frequency >= 3.0 (wordfreq), a frequent German, French, Spanish, Italian, Portuguese
      or Dutch word, or a
-     frequent proper adjective or noun that Webster's lists capitalized ("Spanish", "Monday"),
      that is not a name; every English stop word and the German and French ones that are not also
      names (spaCy's lists); drug names
      and clinical abbreviations (they override a name: "Foley" is a catheter); and rarer English
      words with a derivational ending names do not have ("sedated", "hemodynamically");
   A  a frequent common word that is also a surname ("brown") or a given name ("grace", "general"),
      less the given names that are names first (NAMES_NOT_WORDS: "mary", "peter");
+  R  a frequent proper noun or adjective that Webster's lists only capitalized and that is neither a
+     name nor a known place ("Spanish", "Monday", "Dorset"): not a name on its own, a place where a
+     text says "in" or "from" before it;
   N  a given name or surname (Faker's person lists of every locale) that is not a frequent
      common word;
   P  a place: a city of 15,000 people or more, a country, a US state (GeoNames), single words and
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             lexicon[place] = "P"
     for word in capitalized_only - names:
         if wordfreq.zipf_frequency(word, "en") >= PROPER_ZIPF:
-            lexicon.setdefault(word, "C")
+            lexicon.setdefault(word, "R")
     for lang, threshold in (("en", COMMON_EN_ZIPF), *((lang, COMMON_FOREIGN_ZIPF) for lang in FOREIGN_LANGUAGES)):
         for word in wordfreq.top_n_list(lang, 200_000):
             if word in lexicon or not WORD.fullmatch(word) or len(word) < 2:
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     # mtime=0: the same lists give the same bytes
     with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as handle:
         handle.write("".join(f"{word}\t{category}\n" for word, category in sorted(lexicon.items())).encode())
-    counts = {c: sum(1 for v in lexicon.values() if v == c) for c in "CANP"}
+    counts = {c: sum(1 for v in lexicon.values() if v == c) for c in "CARNP"}
     print(f"{out.name}: {len(lexicon)} entries {counts}", file=sys.stderr)
     return 0
 

@@ -149,6 +149,9 @@ FOUND = [
     ("Usamov and Bowers were precision engineers.", "Usamov", {rec.PERSON}),
     ("my name is olga krylova", "olga krylova", {rec.PERSON}),
     ("CK DRAWN AT 1515. DR JONES AWARE.", "JONES", {rec.PERSON}),
+    ("GTT DECREASED PER DR. SMOLAREK. CI >2.", "SMOLAREK", {rec.PERSON}),
+    ("by a Turkish national, Mr Atilla Kart (the applicant)", "Mr Atilla Kart", {rec.PERSON}),
+    ("His Honour Judge Pryor QC held that", "His Honour Judge Pryor QC", {rec.PERSON}),
     # places and institutions that locate a person
     ("Transferred from St. Mary's Hospital overnight.", "St. Mary's Hospital", {rec.LOCATION}),
     ("Discharged to Klinikum Stuttgart.", "Klinikum Stuttgart", {rec.LOCATION}),
@@ -158,6 +161,13 @@ FOUND = [
     ("Pt is a 92-year-old with CHF.", "92", {rec.AGE}),
     ("She retired at the age of 61 and moved.", "61", {rec.AGE}),
     ("Flew to Oslo on Tuesday morning.", "Tuesday", {rec.DATE}),
+    ("She arrived in the United Kingdom in 2000 as an asylum seeker.", "2000", {rec.DATE}),
+    ("three children born in 1986, 1989 and 1990.", "1989", {rec.DATE}),
+    ("during the 22nd Parliament [2002-2007] 299 files", "2002-2007", {rec.DATE}),
+    ("On 23 and 24 January 2008 the applicant filed", "23 and 24 January 2008", {rec.DATE}),
+    ("He was sentenced to three years and four months' imprisonment.", "three years and four months", {rec.DATE}),
+    ("They were given the numbers 3/107 and 3/129 later.", "3/129", {rec.IDENTIFIER}),
+    ("He lived outside the Borough of Southwark for years.", "Borough of Southwark", {rec.LOCATION}),
     ("Telehealth from 192.168.10.4 ok.", "192.168.10.4", {rec.IP}),
     ("See https://example.org/patients/8812 for the scan.", "https://example.org/patients/8812", {rec.URL}),
     ("Device serial 4471-9920-1187 replaced.", "4471-9920-1187", {rec.IDENTIFIER, rec.PHONE}),
@@ -186,6 +196,7 @@ CLEAN = [
     "Parkinson's disease, Crohn's disease and a Glasgow Coma Scale of 15.",
     "Nightshift 1900-0700: SBP 100-120/50-60, fluids 1000-1200 cc.",
     "Take 1/2 tab at bedtime; increase to 3/4 tab if needed.",
+    "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
 ]
 
 

@@ -5,7 +5,8 @@ to know which words are common. The lexicon is a file built once by
 `tools/build_lexicon.py` (`make lexicon`) from public word, name, place and drug lists
 and shipped in the package; nothing is downloaded or generated at run time. Each word
 has one category: COMMON, AMBIGUOUS (a common word that is also a surname: "brown"),
-NAME, PLACE; a word the file lacks is UNKNOWN.
+PROPER (a frequent proper noun or adjective: "Spanish", "Dorset"), NAME, PLACE; a word the
+file lacks is UNKNOWN.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ LOWER = "a-zß-öø-ÿāăąćĉċčďđēĕėęěĝğġģĥħĩīĭįıĵķĺļ
 # A capitalized word of a name or place (hyphens and apostrophes inside, an abbreviation's dot after).
 NAME_WORD = rf"[{UPPER}][{LOWER}{UPPER}'’]*(?:[-'’][{UPPER}{LOWER}][{LOWER}{UPPER}'’]*)*\.?"
 
-COMMON, AMBIGUOUS, NAME, PLACE, UNKNOWN = "C", "A", "N", "P", "?"
+COMMON, AMBIGUOUS, PROPER, NAME, PLACE, UNKNOWN = "C", "A", "R", "N", "P", "?"
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +36,12 @@ def lexicon() -> dict[str, str]:
 
 
 def category(word: str) -> str:
-    return lexicon().get(word.lower().strip(".’'"), UNKNOWN)
+    """The word's category; a proper noun counts as common except where a rule asks for PROPER."""
+    found = lexicon().get(word.lower().strip(".’'"), UNKNOWN)
+    return COMMON if found == PROPER else found
+
+
+def proper_noun(word: str) -> bool:
+    return lexicon().get(word.lower().strip(".’'")) == PROPER
 
 

@@ -22,14 +22,16 @@ import re
 from typing import Iterator
 
 from securepipe.pii.lexicon import (
-    AMBIGUOUS, COMMON, LOWER, NAME, NAME_WORD, PLACE, UNKNOWN, UPPER, category, lexicon,
+    AMBIGUOUS, COMMON, LOWER, NAME, NAME_WORD, PLACE, UNKNOWN, UPPER, category, lexicon, proper_noun,
 )
 from securepipe.pii.recognizers import LOCATION, PERSON, Recognizer, Span
 
 _TITLES = (r"(?:Dr|Drs|Doctor|Docteur|Dott|Dott\.ssa|Mr|Mrs|Ms|Mx|Miss|Mstr|Master|Prof|Professor|Pr|Sir|Dame|"
            r"Lady|Lord|Rev|Revd|Reverend|Fr|Father|Sister|Sr|Nurse|Judge|Justice|Herr|Frau|Hr|Fräulein|Frl|Mme|"
            r"Mlle|Mmes|Madame|Mademoiselle|Monsieur|MM|Me|Maître|Maitre|Sig|Sig\.ra|Sra|Srta|Don|Doña|Dña|Dipl\.-Ing|"
-           r"Ing|Mag|Univ\.\s?-?Prof|Priv\.-Doz|PD)")
+           r"Ing|Mag|Univ\.\s?-?Prof|Priv\.-Doz|PD|His\s+Honou?r(?:\s+Judge)?|Her\s+Honou?r(?:\s+Judge)?|"
+           r"Lord\s+Justice|Lady\s+Justice|Chief\s+Justice|Magistrate|Registrar|Commissioner|Inspector|Sergeant|"
+           r"Constable|Officer|Detective|Captain|Colonel|Major|Lieutenant|General)")
 _TITLE_CHAIN = rf"{_TITLES}\.?(?:\s+(?:{_TITLES}\.?|med\.|rer\.\s?nat\.|phil\.|dent\.|vet\.|habil\.|h\.c\.|"\
                r"jur\.|oec\.|pharm\.|sc\.)){0,4}"
 # "M." (Monsieur) only before a capitalized word, as a title.
@@ -37,7 +39,7 @@ _M_TITLE = r"\bM\.(?=\s+[A-ZÀ-Þ])"
 _DEGREES = (r"(?:M\.?D\.?|Ph\.?\s?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|D\.?D\.?S\.?|D\.?M\.?D\.?|D\.?V\.?M\.?|"
             r"MBBS|MBChB|FRCP|FRCS|FRCPC|MRCP|MRCS|FACP|FACS|FAAP|MSc|M\.Sc\.|BSc|B\.Sc\.|B\.A\.|M\.A\.|BA|MA|MBA|"
             r"MPH|MSN|BSN|DNP|LPN|CNA|PharmD|Pharm\.D\.|OD|DPM|CRNA|LCSW|PsyD|EdD|JD|LLM|LL\.M\.|Esq\.?|Jr\.?|Sr\.?|"
-            r"II|III|IV|Dipl\.-Ing\.|Dipl\.-Kfm\.|Dipl\.-Psych\.|Dr\.\s?med\.|MdB|M\.Eng\.|B\.Eng\.|LL\.B\.)")
+            r"II|III|IV|Dipl\.-Ing\.|Dipl\.-Kfm\.|Dipl\.-Psych\.|Dr\.\s?med\.|MdB|M\.Eng\.|B\.Eng\.|LL\.B\.|QC|KC|MP|MEP)")
 _PARTICLE = r"(?:van|von|vom|de|del|della|der|den|des|di|da|dos|das|du|la|le|ter|ten|zu|zur|bin|ibn|al|el|y|af|av|op|'t|d['’]|l['’])"
 _INITIAL = r"[A-Z]\.(?![A-Za-z])|[A-Z](?=\s+[A-ZÀ-Þ][a-zß-ÿ])"
 # A name token: a capitalized word or an initial; particles may sit between tokens.
@@ -164,16 +166,19 @@ class NameRecognizer(Recognizer):
         for match in _RUN.finditer(text):
             tokens = _tokens(match.group(1), match.start(1))
             kinds = [_kind(word) for _, _, word in tokens]
-            # A title splits a run, and the word after it is a given name even when it is also a
-            # common word ("Frau Else Döhn", "Dr Will Ng").
+            # A title splits a run, and the (up to three) words after it are the name even where they
+            # are also common words ("Frau Else Döhn", "Mr Atilla Kart", "Ms Y. Renda").
+            titled_from = 0 if _TITLE_BEFORE.search(text, max(0, match.start(1) - 40), match.start(1)) else None
             for index, (_, _, word) in enumerate(tokens):
                 if _IS_TITLE.fullmatch(word):
                     kinds[index] = COMMON
-                    if index + 2 < len(tokens) and kinds[index + 1] == COMMON:
-                        kinds[index + 1] = AMBIGUOUS
-            if _TITLE_BEFORE.search(text, max(0, match.start(1) - 40), match.start(1)):
-                # After a title, the next three capitalized words are the name ("Dr. Justin Beet").
-                kinds[:3] = [AMBIGUOUS if kind == COMMON else kind for kind in kinds[:3]]
+                    titled_from = index + 1
+            if titled_from is not None:  # (a common word in capitals stays one: "DR JONES AWARE")
+                for index in range(titled_from, min(titled_from + 3, len(tokens))):
+                    word = tokens[index][2]
+                    if kinds[index] == COMMON and (_TITLE_CASE.fullmatch(word) or len(word) > 3 and
+                                                   category(word) != COMMON):
+                        kinds[index] = AMBIGUOUS
             for segment, segment_kinds in _segments(tokens, kinds):
                 yield from self._judge(text, segment, segment_kinds)
         yield from self._lowercase_names(text)
@@ -286,6 +291,15 @@ _PLACE_ANNOUNCERS = re.compile(
 _UPPER_PLACE = re.compile(rf"[{UPPER}]{{4,}}(?:[\s-][{UPPER}]{{2,}}){{0,2}}")
 
 
+# Administrative areas named with their kind ("Borough of Southwark", "Dorset County", "Canton of Vaud").
+_AREA = re.compile(
+    rf"\b(?:(?:Borough|County|District|Municipality|Province|Region|Canton|Department|Prefecture|Parish|Township|"
+    rf"Shire|State|Commune|Gemeinde|Landkreis|Kreis|Bezirk|Département|Comté)\s+of\s+(?:the\s+)?"
+    rf"{NAME_WORD}(?:[\s-]{NAME_WORD}){{0,2}}|{NAME_WORD}(?:[\s-]{NAME_WORD}){{0,2}}\s+(?:County|Borough|Shire|"
+    rf"District|Province|Parish|Township|Landkreis|Kreis))\b"
+)
+
+
 class PlaceRecognizer(Recognizer):
     """Cities, countries and states the lexicon knows, hospitals or clinics by name, and
     capitalized words the lexicon does not know right after "in", "from", "grew up in"."""
@@ -295,8 +309,9 @@ class PlaceRecognizer(Recognizer):
     PREFILTER = re.compile(rf"[{UPPER}]")
 
     def find(self, text: str) -> Iterator[Span]:
-        for match in _FACILITY.finditer(text):
-            yield Span(match.start(), match.end() - match.group().endswith("."), LOCATION, 0.8)
+        for pattern in (_FACILITY, _AREA):
+            for match in pattern.finditer(text):
+                yield Span(match.start(), match.end() - match.group().endswith("."), LOCATION, 0.8)
         for match in _RUN.finditer(text):
             yield from self._places(text, match.start(1), match.group(1))
             yield from self._announced_place(text, match.start(1), match.group(1))
@@ -320,7 +335,7 @@ class PlaceRecognizer(Recognizer):
             return
         kinds = [_kind(w) if not w.isupper() else (UNKNOWN if len(w) >= 4 and category(w) != COMMON else COMMON)
                  for w in words.group().split()]
-        if any(k in (UNKNOWN, PLACE) for k in kinds):
+        if any(k in (UNKNOWN, PLACE) for k in kinds) or any(proper_noun(w) for w in words.group().split()):
             yield Span(start, start + len(words.group().rstrip(".,")), LOCATION, 0.6)
 
     def _places(self, text: str, start: int, run: str) -> Iterator[Span]:

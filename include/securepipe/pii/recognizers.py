@@ -191,9 +191,9 @@ def parse_date(value: str) -> _dt.date | None:
         return None
     years = [_year(n) for n in numbers if len(n) == 4]
     days = [int(n) for n in numbers if len(n) <= 2]
-    if len(years) != 1 or years[0] is None or len(days) > 1:
+    if len(years) != 1 or years[0] is None or not all(1 <= d <= 31 for d in days):
         return None
-    day = days[0] if days else 1
+    day = days[-1] if days else 1  # "23 and 24 January 2008": the last day of a list
     return _dt.date(years[0], months[0], day) if _calendar(years[0], months[0], day) else None
 
 
@@ -362,6 +362,11 @@ class IbanRecognizer(PatternRecognizer):
 
 
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th|er|e|\.)?"
+# Days listed before their month ("23 and 24 January 2008", "3-5 March").
+_DAYS = rf"{_DAY}(?:\s*(?:,|and|&|-|–|to|und|et)\s*{_DAY})*"
+_UNITS = r"ml|mg|mcg|cc|kg|g|iu|units?|u|mmhg|bpm|cm|mm|m|km|hrs?|h|min|sec|s|am|pm"
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+                 r"seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|a\s+few|several")
 _YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
 _WEEKDAY = (r"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag"
             r"|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche),?\s+")
@@ -391,14 +396,22 @@ class DateRecognizer(PatternRecognizer):
     # A bare year after a word that places something in time ("in 2014", "since 1998").
     YEAR = re.compile(r"(?i:\b(?:in|since|from|until|till|to|of|by|during|before|after|between|and|year|circa|c\.|"
                       r"around|early|late|mid|spring|summer|autumn|fall|winter|im|seit|bis|von|jahr|en|depuis|"
-                      r"année|annee|depuis|dès|des)\s)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d|\s?(?:%|[a-zA-Z]{1,4}\b(?<!and)(?<!or)))")
+                      r"année|annee|dès|des)\s)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d|\s?(?:%|" + _UNITS + r")\b)")
+    # More years listed with one ("born in 1986, 1989 and 1990") and year ranges ("[2002-2007]").
+    YEAR_LIST = re.compile(r"(?<=\d{4})(?:,\s*|\s+(?:and|or|und|et)\s+)(?P<span>(?:1[89]|20)\d{2})\b(?![.,]?\d)")
+    YEAR_RANGE = re.compile(r"(?<![\d/.-])(?P<span>(?:1[89]|20)\d{2}\s?[-–]\s?(?:(?:1[89]|20)\d{2}|\d{2}))(?![\d/.-])")
+    # Durations written in words ("five years", "three years and four months") fix events in time in
+    # a narrative (court judgments count them as quasi-identifiers); durations in digits ("3 weeks")
+    # are clinical routine and stay.
+    DURATION = re.compile(r"(?i)\b(?:" + _NUMBER_WORDS + r")(?:[\s-](?:" + _NUMBER_WORDS + r"))?\s+(?:years?|months?)"
+                          r"(?:\s+and\s+(?:" + _NUMBER_WORDS + r")\s+(?:months?|weeks?|days?))?\b")
     MONTH_PREFILTER = re.compile(rf"(?i)\b{_MONTH_WORD}")
     # A day of the week narrows a date down ("flew in on Tuesday").
     WEEKDAY = re.compile(r"\b(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Montag|Dienstag|Mittwoch|Donnerstag|"
                          r"Freitag|Samstag|Sonnabend|Sonntag)\b|(?i:\bon\s+(?P<day>(?:mon|tues|wednes|thurs|fri|satur|"
                          r"sun)day))\b")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
-        rf"\b(?:{_WEEKDAY})?{_DAY}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
+        rf"\b(?:{_WEEKDAY})?{_DAYS}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
         rf",?\s*(?:-\s*)?(?:{_YEAR}|'\d\d)\b",
         rf"\b(?:{_WEEKDAY})?{_MONTH_WORD}\s+{_DAY},?\s+{_YEAR}\b",
         rf"\b{_MONTH_WORD},?\s+(?:of\s+)?{_YEAR}\b",
@@ -415,8 +428,11 @@ class DateRecognizer(PatternRecognizer):
             yield Span(*span, DATE, 0.4)
         if self.PREFILTER.search(text):
             yield from super().find(text)
-            for match in self.YEAR.finditer(text):
-                yield Span(match.start("span"), match.end("span"), DATE, 0.5)
+            for pattern in (self.YEAR, self.YEAR_LIST, self.YEAR_RANGE):
+                for match in pattern.finditer(text):
+                    yield Span(match.start("span"), match.end("span"), DATE, 0.5)
+        for match in self.DURATION.finditer(text):
+            yield Span(match.start(), match.end(), DATE, 0.3)
         if "/" in text:
             for match in self.MONTH_DAY.finditer(text):
                 month, day = match.group("span").split("/")
@@ -508,7 +524,7 @@ class ContextIdentifierRecognizer(PatternRecognizer):
     PREFILTER = re.compile(r"\d")
     PATTERNS = (
         ("label-value",
-         rf"\b(?P<label>{LABELS})(?:\s+(?:id|number|no|nr|num|#|code))?\.?\s*(?:is|was|:|#|=|-|no\.?|nr\.?|n°)?\s*"
+         rf"\b(?P<label>{LABELS})s?(?:\s+(?:id|number|no|nr|num|#|code)s?)?\.?\s*(?:is|was|are|:|#|=|-|no\.?|nr\.?|n°)?\s*"
          r"(?P<span>(?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.](?=[A-Z0-9])){3,29})(?![\w-])", 0.85),
     )
 
@@ -516,12 +532,20 @@ class ContextIdentifierRecognizer(PatternRecognizer):
     TAIL = re.compile(r"(?i)\b(?:ending|ends|end)\s+(?:in|with)\s+(?:#\s?)?(?P<span>\d{4,6})\b|"
                       r"\blast\s+(?:4|four|5|five|6|six)(?:\s+digits)?(?:\s+(?:are|is|of))?:?\s+(?P<last>\d{4,6})\b")
 
+    # Further values listed after a labelled one ("numbers 3/107 and 3/129").
+    LISTED = re.compile(r"(?:,\s*|\s+(?:and|or|&|und|et)\s+)(?P<span>(?=[A-Z0-9/.-]*\d)[A-Z0-9](?:[A-Z0-9]|[-/.]"
+                        r"(?=[A-Z0-9])){2,29})(?![\w-])", re.IGNORECASE)
+
     def find(self, text):
         for _, pattern, score in self._patterns:
             for match in pattern.finditer(text):
                 if self.validate(match.group("span")):
                     entity = MRN if self.MRN_LABEL.fullmatch(match.group("label")) else IDENTIFIER
                     yield Span(match.start("span"), match.end("span"), entity, score)
+                    end = match.end("span")
+                    while (listed := self.LISTED.match(text, end)) and self.validate(listed.group("span")):
+                        yield Span(listed.start("span"), listed.end("span"), entity, score)
+                        end = listed.end("span")
         for match in self.TAIL.finditer(text):
             group = "span" if match.group("span") else "last"
             yield Span(match.start(group), match.end(group), IDENTIFIER, 0.7)
