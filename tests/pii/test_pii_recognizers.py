@@ -197,6 +197,7 @@ CLEAN = [
     "Nightshift 1900-0700: SBP 100-120/50-60, fluids 1000-1200 cc.",
     "Take 1/2 tab at bedtime; increase to 3/4 tab if needed.",
     "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
+    "Continue current regimen and recheck labs in three months; mammogram every two years.",
 ]
 
 

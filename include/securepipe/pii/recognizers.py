@@ -402,9 +402,11 @@ class DateRecognizer(PatternRecognizer):
     YEAR_RANGE = re.compile(r"(?<![\d/.-])(?P<span>(?:1[89]|20)\d{2}\s?[-–]\s?(?:(?:1[89]|20)\d{2}|\d{2}))(?![\d/.-])")
     # Durations written in words ("five years", "three years and four months") fix events in time in
     # a narrative (court judgments count them as quasi-identifiers); durations in digits ("3 weeks")
-    # are clinical routine and stay.
+    # are clinical routine and stay, and so do intervals ahead or repeating ("recheck in three months",
+    # "every six months"): they say when care happens next, not when something happened to the person.
     DURATION = re.compile(r"(?i)\b(?:" + _NUMBER_WORDS + r")(?:[\s-](?:" + _NUMBER_WORDS + r"))?\s+(?:years?|months?)"
                           r"(?:\s+and\s+(?:" + _NUMBER_WORDS + r")\s+(?:months?|weeks?|days?))?\b")
+    INTERVAL_AHEAD = re.compile(r"(?i)\b(?:in|within|every|each|per|next|another|after)\s+$")
     MONTH_PREFILTER = re.compile(rf"(?i)\b{_MONTH_WORD}")
     # A day of the week narrows a date down ("flew in on Tuesday").
     WEEKDAY = re.compile(r"\b(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Montag|Dienstag|Mittwoch|Donnerstag|"
@@ -432,7 +434,8 @@ class DateRecognizer(PatternRecognizer):
                 for match in pattern.finditer(text):
                     yield Span(match.start("span"), match.end("span"), DATE, 0.5)
         for match in self.DURATION.finditer(text):
-            yield Span(match.start(), match.end(), DATE, 0.3)
+            if not self.INTERVAL_AHEAD.search(text, max(0, match.start() - 16), match.start()):
+                yield Span(match.start(), match.end(), DATE, 0.3)
         if "/" in text:
             for match in self.MONTH_DAY.finditer(text):
                 month, day = match.group("span").split("/")
