@@ -132,7 +132,8 @@ def test_kms_key_check(state, kms_env):
     assert not checks.check_kms_key("alias/does-not-exist")["ok"]
 
 
-def test_kms_key_check_without_key_configured(state):
+def test_kms_key_check_without_key_configured(state, monkeypatch):
+    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID")
     outcome = checks.check_kms_key(None)
     assert not outcome["ok"] and "no KMS key" in outcome["details"]["reason"]
 

@@ -18,6 +18,7 @@ from securepipe.audit import checks
 from securepipe.audit.log import AuditLog, head_path
 from securepipe.audit.pii_scan import SensitiveValueIndex
 from securepipe.audit.report import build_report, write_report
+from securepipe.audit.signing import KEY_FILE_NAME
 from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
 from securepipe.training.ledger import PrivacyLedger
 
@@ -120,7 +121,7 @@ def test_clean_evidence_passes_every_check(audit_env):
     assert report["ok"] and report["passed"] == len(CHECK_NAMES)
     assert [c["check"] for c in json.loads(open(paths["json"]).read())["checks"]] == list(CHECK_NAMES)
     assert audit_env.log.verify().ok  # the verdicts themselves went into the chain
-    assert json.loads((audit_env.state / "evidence-signing-key.json").read_text())["wrapping"] == "kms"
+    assert json.loads((audit_env.state / KEY_FILE_NAME).read_text())["purpose"] == "evidence-signing"
 
 
 def _plaintext_in_storage(evidence):

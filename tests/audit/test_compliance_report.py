@@ -12,9 +12,9 @@ from securepipe.audit.report import build_report, render_html, svg_epsilon_chart
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch):
+def state(tmp_path, monkeypatch, kms_env):
     monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID", raising=False)
+    monkeypatch.setenv("SECUREPIPE_KMS_KEY_ID", kms_env.key_arn)
     from securepipe.training.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(tmp_path / "state")

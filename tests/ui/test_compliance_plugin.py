@@ -29,10 +29,12 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
 RUN_ID = "manual__2026-11-26T05:00:00+00:00"
 
 
-def seed_evidence(state: Path) -> None:
-    """Evidence as the DAGs leave it, written through the library under test."""
+def seed_evidence(state: Path, kms_key_arn: str) -> None:
+    """Evidence as the DAGs leave it, written through the library under test (signed under a key that
+    the emulator's KMS key wraps)."""
     saved = os.environ.get("SECUREPIPE_STATE_DIR"), os.environ.pop("SECUREPIPE_KMS_KEY_ID", None)
     os.environ["SECUREPIPE_STATE_DIR"] = str(state)
+    os.environ["SECUREPIPE_KMS_KEY_ID"] = kms_key_arn
     try:
         from securepipe.audit import checks
         from securepipe.audit.log import AuditLog
@@ -76,6 +78,7 @@ def seed_evidence(state: Path) -> None:
         write_report(build_report(results, run_id="compliance_audit__1"))
     finally:
         os.environ.pop("SECUREPIPE_STATE_DIR")
+        os.environ.pop("SECUREPIPE_KMS_KEY_ID")
         if saved[0] is not None:
             os.environ["SECUREPIPE_STATE_DIR"] = saved[0]
         if saved[1] is not None:
@@ -96,10 +99,10 @@ def wait_for_api(stack: AirflowStack, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory):
+def airflow_api(tmp_path_factory, kms_env):
     home = tmp_path_factory.mktemp("airflow-home")
     state = home / "securepipe-state"
-    seed_evidence(state)
+    seed_evidence(state, kms_env.key_arn)
     config = StackConfig(home=home, api_port=free_port(), sql_alchemy_conn=f"sqlite:///{home / 'airflow.db'}",
                          extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1"})
     stack = AirflowStack(config)

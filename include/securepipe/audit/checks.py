@@ -26,7 +26,7 @@ from securepipe import config
 from securepipe.audit.log import AuditLog, check_expected_heads, default_log_path, resolve_key_path, verify_log
 from securepipe.audit.pii_scan import ScanFindings, SensitiveValueIndex, iter_text_lines
 from securepipe.audit.signing import get_signing_key
-from securepipe.errors import GateFailed, SecurePipeError
+from securepipe.errors import CryptoError, GateFailed, KmsUnavailable, SecurePipeError
 from securepipe.storage import sha256_file
 
 MAX_LOCATIONS = 20
@@ -107,22 +107,20 @@ def check_kms_key(key_id: str | None = None, *, aws=None) -> dict:
     key_id = config.kms_key_id(key_id)
     if not key_id:
         return result(check, False, reason="no KMS key configured (SECUREPIPE_KMS_KEY_ID)")
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from securepipe.crypto.kms import default_kms
 
-    aws = aws or config.aws_from_env()
-    client = boto3.client("kms", **aws.boto3_kwargs("kms"))
+    kms = default_kms(aws)
+    kms.forget_key_states()  # an audit reads the key's state now, not a cached one
     try:
-        meta = client.describe_key(KeyId=key_id)["KeyMetadata"]
-        rotation = client.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"]
-    except ClientError as exc:
-        return result(check, False, reason=f"KMS refused: {exc.response.get('Error', {}).get('Code', 'unknown')}")
-    except BotoCoreError as exc:
-        return result(check, False, reason=f"KMS unreachable: {type(exc).__name__}")
-    state = meta.get("KeyState")
-    problems = [p for p, bad in (("key not enabled", state != "Enabled" or not meta.get("Enabled")),
-                                 ("automatic rotation off", not rotation)) if bad]
-    return result(check, not problems, key_arn=meta["Arn"], key_state=state, rotation_enabled=bool(rotation),
+        arn, state = kms.key_state(key_id)
+        rotation = kms.rotation_enabled(arn)
+    except KmsUnavailable as exc:
+        return result(check, False, reason=f"KMS unreachable: {exc}")
+    except CryptoError as exc:
+        return result(check, False, reason=str(exc))
+    problems = [p for p, bad in (("key not enabled", state != "Enabled"), ("automatic rotation off", not rotation))
+                if bad]
+    return result(check, not problems, key_arn=arn, key_state=state, rotation_enabled=bool(rotation),
                   problems=problems)
 
 

@@ -2,7 +2,8 @@
 
 Why: every data key the pipeline uses is wrapped by a KMS key that never leaves
 KMS. This module is the only place that talks to KMS, so the rules below hold
-for every caller (envelope encryption, wrapped secrets, rotation).
+for every caller (envelope encryption, wrapped secrets including the evidence
+signing key, rotation, the compliance audit's key check).
 
 Threats it defends against:
 - A disabled or pending-deletion key still being used. Real KMS refuses such a
@@ -233,7 +234,11 @@ class KmsClient:
         """Turn on KMS automatic rotation of the key material (the ARN stays; old versions still decrypt)."""
         arn = self.require_enabled(key_id)
         self._call("enable_key_rotation", arn, KeyId=arn)
-        return bool(self._call("get_key_rotation_status", arn, KeyId=arn)["KeyRotationEnabled"])
+        return self.rotation_enabled(arn)
+
+    def rotation_enabled(self, key_id: str) -> bool:
+        """Whether KMS rotates the key's material automatically."""
+        return bool(self._call("get_key_rotation_status", key_id, KeyId=key_id)["KeyRotationEnabled"])
 
 
 _DEFAULT_CLIENTS: dict[AwsSettings, KmsClient] = {}

@@ -9,7 +9,7 @@ guards stored data; after a rewrap to a new key the old one can be disabled
 
 What a rotation task does, in order: `enable_key_rotation` on the current key
 (yearly backing-key rotation by KMS, same ARN), then `rewrap_state` (the
-pseudonymization secret and the shred store's master), then `rewrap_artifacts`
+pseudonymization secret, the evidence signing key and the shred store's master), then `rewrap_artifacts`
 over every stored artifact (fan out per file in the DAG).
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ def rewrap_state(state_dir: Path, *, to_key_id: str | None = None, kms: KmsClien
     state_dir = Path(state_dir)
     stored = [
         (state_dir / secrets.PSEUDONYM_SECRET_FILE, "pseudonym-secret"),
+        (state_dir / secrets.EVIDENCE_SIGNING_KEY_FILE, "evidence-signing"),
         (state_dir / "shred-keys" / shred.MASTER_FILE, shred.MASTER_PURPOSE),
     ]
     return [
