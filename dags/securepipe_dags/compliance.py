@@ -63,7 +63,7 @@ def _users() -> list[dict]:
 
 
 def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
-    from securepipe.pipeline import safe_run_id
+    from securepipe.storage import safe_run_id
 
     rows = _query(db_url, "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")
     # The pipeline records runs under a path-safe run id.

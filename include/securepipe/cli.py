@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "securepipe.crypto.cli",
     "securepipe.training.cli",
     "securepipe.audit.cli",
-    "securepipe.lineage.cli",
+    "securepipe.audit.lineage_cli",
     "securepipe.demo.cli",
     "securepipe.bench.cli",
 )

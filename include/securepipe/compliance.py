@@ -104,7 +104,7 @@ def _latest_masked_records(settings: AuditSettings) -> list[dict]:
     import pandas as pd
 
     from securepipe.crypto import decrypt_to_bytes
-    from securepipe.lineage.manifest import load_manifests
+    from securepipe.audit.manifest import load_manifests
 
     manifests = [m for _, m in load_manifests(settings.manifests_dir) if m]
     masked = [a for m in sorted(manifests, key=lambda m: m.get("created_at", ""))

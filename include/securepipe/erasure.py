@@ -17,10 +17,11 @@ and models trained on the data are marked for retraining instead).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from securepipe.audit.records import PiiCounts, TriggerRecord
 from securepipe.config import AwsSettings
 from securepipe.errors import InputError
 from securepipe.storage import resolve_uri
@@ -37,6 +38,7 @@ class ErasureSettings:
     landing_uri: str | None = None
     subject_column: str = "patient_id"
     resolve_uri: Callable[[str], object] | None = None
+    trigger: TriggerRecord = field(default_factory=lambda: TriggerRecord.create("erasure"))
 
     def open_uri(self, uri: str):
         return resolve_uri(uri, self.resolve_uri)
@@ -51,7 +53,7 @@ def subject_token(settings: ErasureSettings, subject_id: str, entity: str) -> st
 
 def _masked_versions(settings: ErasureSettings) -> list[tuple[dict, dict]]:
     """(manifest, masked artifact) for every masked version of the dataset still in storage."""
-    from securepipe.lineage.manifest import load_manifests
+    from securepipe.audit.manifest import load_manifests
 
     found = []
     for _, manifest in load_manifests(settings.state_dir / "manifests"):
@@ -76,7 +78,7 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
 
     from securepipe.audit.log import state_audit_log
     from securepipe.crypto import decrypt_to_bytes, encrypt_bytes
-    from securepipe.lineage.manifest import artifact_record, build_manifest, write_manifest
+    from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
 
     if not subject_id or len(subject_id) > 256:
         raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
@@ -117,8 +119,8 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         ]
     if artifacts:
         write_manifest(
-            build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger={"kind": "erasure"},
-                           artifacts=artifacts, pii_report=pii_report,
+            build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger=settings.trigger,
+                           artifacts=artifacts, pii_report=PiiCounts.from_dict(pii_report),
                            extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens)}),
             manifests_dir=settings.state_dir / "manifests", audit_log=audit,
         )

@@ -129,7 +129,7 @@ def check_audit_chain(log_path=None, *, manifests_dir=None, key_path=None, aws=N
     """The log's chain, hashes, signatures and head; every manifest's signature; each
     manifest's recorded audit head is in the chain; each manifest written to the
     log still has the hash the log recorded."""
-    from securepipe.lineage.manifest import default_manifests_dir, load_manifests, verify_manifest_signature
+    from securepipe.audit.manifest import default_manifests_dir, load_manifests, verify_manifest_signature
 
     check = "audit_chain"
     log_path = Path(log_path) if log_path else default_log_path()
@@ -214,7 +214,7 @@ def _is_lineage_root(artifact: dict) -> bool:
 
 
 def _artifact_problems(artifact: dict) -> list[str]:
-    from securepipe.lineage.manifest import ARTIFACT_FIELDS
+    from securepipe.audit.manifest import ARTIFACT_FIELDS
 
     problems = [f"no {name}" for name in ARTIFACT_FIELDS if artifact.get(name) in (None, "", {})]
     if artifact.get("kind") in ROOT_KINDS:  # the external drop file (or its erasure rewrite): not ours to encrypt
@@ -226,13 +226,16 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
                            model_uris: Iterable[str] = (), verify_local_artifacts: bool = True) -> dict:
     """Every run has a complete manifest, every model traces back to its datasets.
 
+    Complete: the required fields, a trigger of a known kind, and for a trained model a
+    privacy record that says what budget is left.
     expected_runs: (dag_id, run_id) pairs that finished (from Airflow's metadata);
     model_uris: models found in storage; each must be an artifact of some manifest.
     An input artifact must be the output of an earlier run (matched by content hash)
     unless it is a lineage root (role input, kind "source" or "raw": the landing file),
     so a model traces to its masked and raw data.
     Local artifacts that still exist must still have their recorded hash."""
-    from securepipe.lineage.manifest import REQUIRED_FIELDS, default_manifests_dir, load_manifests
+    from securepipe.audit.manifest import REQUIRED_FIELDS, default_manifests_dir, load_manifests
+    from securepipe.audit.records import TRIGGER_KINDS, RunManifest
 
     check = "lineage_complete"
     manifests = load_manifests(manifests_dir or default_manifests_dir())
@@ -256,6 +259,11 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
         missing = [name for name in REQUIRED_FIELDS if manifest.get(name) in (None, "")]
         if missing:
             problems.append({"manifest": path.name, "problem": f"missing {', '.join(missing)}"})
+        record = RunManifest.from_dict(manifest)
+        if record.trigger.kind not in TRIGGER_KINDS:
+            problems.append({"manifest": path.name, "problem": "trigger has no known kind"})
+        if record.model and (record.privacy is None or record.privacy.budget_left is None):
+            problems.append({"manifest": path.name, "problem": "model without a privacy record (budget left)"})
         for artifact in manifest.get("artifacts") or []:
             artifact_uris.add(artifact.get("uri"))
             if artifact.get("role") == "output" and artifact.get("sha256"):
