@@ -92,6 +92,7 @@ def audit_settings(params: dict):
         aws=settings.aws_settings(),
         storage_root=Path(storage[len("file://"):]) if storage.startswith("file://") else None,
         landing_uri=settings.landing_uri(),
+        policy_dir=settings.policy_dir(),
         log_dir=Path(conf.get("logging", "base_log_folder")),
         metadata_db_url=db_url,
         sample_rows=int(params.get("sample_rows", 2000)),

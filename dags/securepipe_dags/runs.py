@@ -37,7 +37,7 @@ def prepare(context) -> dict:
     if not uri_within(input_uri, landing_root):
         # Path traversal or a file outside the landing zone: refuse without echoing the path.
         raise InputError("input_uri", "input must lie inside the configured landing zone")
-    policy_dir = Path(settings.variable("securepipe_policy_dir", str(settings.REPO_ROOT / "policies")))
+    policy_dir = settings.policy_dir()
     policy_name = params["masking_policy"]
     policy_path = "" if policy_name == "default" else str(policy_dir / f"{policy_name}.yaml")
     if policy_path and not Path(policy_path).is_file():

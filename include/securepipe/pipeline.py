@@ -367,13 +367,13 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
                "device": card.get("device")},
         extra={"dataset": run.dataset, "rows_in": sum(int(s["rows"]) for s in shards),
                "rows_out": masked["rows"], "kms_key_id": run.kms_key_id, "k_anonymity": masked["report"]["k_anonymity"],
-               "masking_policy": run.policy_name},
+               "masking_policy": run.policy_name, "masking_plan": masked["report"]["plan"]},
     )
     written = write_manifest(manifest, manifests_dir=run.state_dir / "manifests", audit_log=audit_log(run))
     return {**written.as_dict(), "run_id": run.run_id, "rows_in": manifest["rows_in"], "rows_out": masked["rows"],
             "pii_report": manifest["pii_report"], "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
             "model": manifest["model"], "kms_key_id": run.kms_key_id,
-            "masking_plan": masked["report"].get("plan"), "training_columns": card.get("data", {}).get("columns"),
+            "masking_plan": manifest["masking_plan"], "training_columns": card.get("data", {}).get("columns"),
             "outputs": {"masked-dataset": masked["uri"], "model": trained["model"]["uri"]},
             "audit_log": str(audit_log(run).path)}
 
