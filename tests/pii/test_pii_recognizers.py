@@ -167,6 +167,14 @@ FOUND = [
     ("On 23 and 24 January 2008 the applicant filed", "23 and 24 January 2008", {rec.DATE}),
     ("He was sentenced to three years and four months' imprisonment.", "three years and four months", {rec.DATE}),
     ("They were given the numbers 3/107 and 3/129 later.", "3/129", {rec.IDENTIFIER}),
+    # postcodes and capitalized towns after the place or street they belong to
+    ("Send it to Ana Dias, ul. Słowicza 10, Wrocław 53-320.", "Wrocław 53-320", {rec.LOCATION, rec.ADDRESS}),
+    ("Address: Skoanveien 226 FAUSKE nan 8200", "Skoanveien 226 FAUSKE nan 8200", {rec.ADDRESS}),
+    ("Looking to support Allianz in Acquapendente 1021 in its mission.", "Acquapendente 1021",
+     {rec.LOCATION, rec.ADDRESS}),
+    # a name in lower case after "my name is", "call me"
+    ("my name is vitoria and i need help", "vitoria", {rec.PERSON}),
+    ("sometimes people call me višeslav", "višeslav", {rec.PERSON}),
     ("He lived outside the Borough of Southwark for years.", "Borough of Southwark", {rec.LOCATION}),
     ("Telehealth from 192.168.10.4 ok.", "192.168.10.4", {rec.IP}),
     ("See https://example.org/patients/8812 for the scan.", "https://example.org/patients/8812", {rec.URL}),
@@ -198,6 +206,7 @@ CLEAN = [
     "Take 1/2 tab at bedtime; increase to 3/4 tab if needed.",
     "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
     "Continue current regimen and recheck labs in three months; mammogram every two years.",
+    "Transferred from the ICU at 2200 hrs; call me tomorrow with the results.",
 ]
 
 

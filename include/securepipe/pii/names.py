@@ -231,10 +231,14 @@ class NameRecognizer(Recognizer):
             words = [(m.start() + match.start(), m.end() + match.start(), m.group())
                      for m in re.finditer(r"[^\W\d_][\w'’-]*", match.group())]
             kinds = [category(w) for _, _, w in words]
-            if NAME not in kinds:
-                continue
             start, end = words[0][0], words[-1][1]
             before = text[max(0, start - 40):start]
+            if NAME not in kinds:
+                # After "my name is" / "call me" any word that is not a common one is the name.
+                if kinds[0] != COMMON and _SELF_NAMING.search(before):
+                    named = 2 if len(kinds) == 2 and kinds[1] != COMMON else 1
+                    yield Span(start, words[named - 1][1], PERSON, 0.5)
+                continue
             pair = len(words) >= 2 and all(k == NAME or k == UNKNOWN and _NAME_LOOK.fullmatch(w)
                                            for k, (_, _, w) in zip(kinds, words))
             if pair or \
@@ -243,6 +247,7 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+_SELF_NAMING = re.compile(r"(?i:\b(?:my\s+name\s+is|name['’]s|call\s+me|calls\s+me|called\s+me|known\s+as|named)\s+)$")
 _TITLE_CASE = re.compile(rf"[{UPPER}][{LOWER}][\w'’-]*")
 _COORDINATED_AFTER = re.compile(rf"^(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)({_WORD_NO_DOT})(?![\w])")
 _COORDINATED_BEFORE = re.compile(rf"(?<![\w'’-])({_WORD_NO_DOT})(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)$")
