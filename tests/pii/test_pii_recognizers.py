@@ -172,6 +172,8 @@ FOUND = [
     ("Address: Skoanveien 226 FAUSKE nan 8200", "Skoanveien 226 FAUSKE nan 8200", {rec.ADDRESS}),
     ("Looking to support Allianz in Acquapendente 1021 in its mission.", "Acquapendente 1021",
      {rec.LOCATION, rec.ADDRESS}),
+    # "Last, First" with a surname that is also a word
+    ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
     # a name in lower case after "my name is", "call me"
     ("my name is vitoria and i need help", "vitoria", {rec.PERSON}),
     ("sometimes people call me višeslav", "višeslav", {rec.PERSON}),

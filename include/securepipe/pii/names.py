@@ -201,6 +201,11 @@ class NameRecognizer(Recognizer):
         if all(re.fullmatch(r"[A-Z]\.?", word) for _, _, word in tokens):
             return  # "C.", "K" or "I" alone is an abbreviation or a pronoun; initials count beside a name
         strong = sum(k in (NAME, UNKNOWN) for k in kinds)
+        # "Brown, Derek": a surname that is also a word, written before a known given name and a comma.
+        last_first = re.match(rf",\s*({_TOKEN})(?![\w'’-])", after)
+        if not named and strong == 0 and last_first and all(k == AMBIGUOUS for k in kinds) \
+                and _kind(last_first.group(1)) == NAME:
+            named = True
         if not named:
             if all(k == PLACE for k in kinds if k != "particle"):
                 return  # PlaceRecognizer reports it
