@@ -172,6 +172,12 @@ FOUND = [
     ("Address: Skoanveien 226 FAUSKE nan 8200", "Skoanveien 226 FAUSKE nan 8200", {rec.ADDRESS}),
     ("Looking to support Allianz in Acquapendente 1021 in its mission.", "Acquapendente 1021",
      {rec.LOCATION, rec.ADDRESS}),
+    # notes in capitals: the place after "to/at/from", a facility word or a ward number with it
+    ("PT WAS ADMITTED TO FREDERICK MEMORIAL FOR VFIB ARREST.", "FREDERICK MEMORIAL", {rec.LOCATION}),
+    ("TRANSFERRED TO QUARTERMAIN 3 POST PROCEDURE.", "QUARTERMAIN", {rec.LOCATION}),
+    # month and two-digit year of a past event, a year with an apostrophe
+    ("PMH: CAD, AVR 8/88, DDD PMR, REFLUX.", "8/88", {rec.DATE}),
+    ("pmh: cad s/p cabg '84, h/o dvt.", "'84", {rec.DATE}),
     # "Last, First" with a surname that is also a word
     ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
     # a name in lower case after "my name is", "call me"
@@ -209,6 +215,7 @@ CLEAN = [
     "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
     "Continue current regimen and recheck labs in three months; mammogram every two years.",
     "Transferred from the ICU at 2200 hrs; call me tomorrow with the results.",
+    "UNABLE TO EXTUBATE TODAY. TRANSFERRED TO MICU FOR CLOSER MONITORING, THEN TO FLOOR.",
 ]
 
 

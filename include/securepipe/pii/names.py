@@ -310,6 +310,15 @@ _AREA = re.compile(
 )
 
 
+# Notes written in capitals ("TRANSFERRED TO QUARTERMAIN 3", "ADMITTED TO FREDERICK MEMORIAL"): the
+# capitalized-run rules see one run from the verb on, so the word after "to/at/from/in" is judged here.
+_CAPS_ANNOUNCED = re.compile(r"\b(?P<prep>TO|AT|FROM|IN|NEAR)\s+(?:THE\s+)?(?P<run>[A-Z][A-Z']{3,}(?:\s+[A-Z][A-Z']{2,}){0,2})"
+                             r"(?![\w'-])(?P<ward>\s*\d)?")
+_CAPS_FACILITY = re.compile(r"(?:HOSPITAL|HOSP|MEMORIAL|REGIONAL|GENERAL|CAMPUS|CLINIC|INFIRMARY|MEDICAL)")
+# Hospital units are where a patient is, not who or where they are: "TO MICU", "FROM PACU".
+_CARE_UNIT = re.compile(r"[A-Z]{0,3}ICU|[A-Z]{0,2}CCU|PACU|CSRU|CVRU|NARD|[A-Z]{1,3}U|CATH|STEPDOWN")
+
+
 class PlaceRecognizer(Recognizer):
     """Cities, countries and states the lexicon knows, hospitals or clinics by name, and
     capitalized words the lexicon does not know right after "in", "from", "grew up in"."""
@@ -326,6 +335,29 @@ class PlaceRecognizer(Recognizer):
             yield from self._places(text, match.start(1), match.group(1))
             yield from self._announced_place(text, match.start(1), match.group(1))
         yield from self._lowercase_places(text)
+        yield from self._caps_announced(text)
+
+    @staticmethod
+    def _caps_announced(text: str) -> Iterator[Span]:
+        for match in _CAPS_ANNOUNCED.finditer(text):
+            words = list(re.finditer(r"\S+", match.group("run")))
+            first = words[0].group()
+            kind = category(first.lower())
+            if _CARE_UNIT.fullmatch(first) or kind not in (UNKNOWN, PLACE, NAME) or _CAPS_FACILITY.fullmatch(first):
+                continue
+            end = words[0].end()
+            for word in words[1:]:  # the facility words and further unknown words go with it
+                if _CAPS_FACILITY.fullmatch(word.group()) or category(word.group().lower()) in (UNKNOWN, PLACE, NAME):
+                    end = word.end()
+                else:
+                    break
+            # After "to" an unknown word is as often a verb ("TO EXTUBATE") as a place: only a
+            # facility word or a ward number after it makes it one.
+            if match.group("prep") == "TO" and kind == UNKNOWN and end == words[0].end() and (
+                    len(words) > 1 or not match.group("ward")):
+                continue
+            start = match.start("run")
+            yield Span(start, start + end, LOCATION, 0.5)
 
     @staticmethod
     def _lowercase_places(text: str) -> Iterator[Span]:

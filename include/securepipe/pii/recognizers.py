@@ -389,6 +389,12 @@ class DateRecognizer(PatternRecognizer):
     )
     # Month and day without a year, as notes write them ("seen 8/23", "d/c'd 10/16"): not a
     # fraction or a score ("1/2 tab", "5/5 strength", "2/6 murmur").
+    # Month and two-digit year of a past event ("CABG 1/78", "AVR 8/88"): a second number above 31
+    # cannot be a day, so no clinical fraction or ratio reads like it ("5/5", "2/6", "8/10").
+    MONTH_YEAR = re.compile(r"(?<![\w/.:-])(?P<span>(?:1[0-2]|0?[1-9])/[3-9]\d)(?![\w/]|[.,:]\d|\s?%)"
+                            r"(?!\s*(?:mg|mcg|ml|cc|units?|mmhg|mm|cm|kg|sec|min|hrs?|bpm))")
+    # A year written with an apostrophe ("MI '91", "s/p cabg '84").
+    APOSTROPHE_YEAR = re.compile(r"(?<![\w'’])(?P<span>['’]\d{2})(?![\w'’%])")
     MONTH_DAY = re.compile(r"(?<![\w/.:-])(?P<span>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))(?![\w/]|[.,:]\d|\s?%)"
                            r"(?!\s*(?:strength|murmur|tabs?|tablets?|pills?|doses?|power|motor|pulses?|reflex|ml|mg|"
                            r"mcg|cc|units?|of|x\b|times|cm|mm|sec|min|hrs?|hours?|days?|weeks?|months?|years?|scale|"
@@ -433,10 +439,15 @@ class DateRecognizer(PatternRecognizer):
             for pattern in (self.YEAR, self.YEAR_LIST, self.YEAR_RANGE):
                 for match in pattern.finditer(text):
                     yield Span(match.start("span"), match.end("span"), DATE, 0.5)
+        if "'" in text or "’" in text:
+            for match in self.APOSTROPHE_YEAR.finditer(text):
+                yield Span(match.start("span"), match.end("span"), DATE, 0.4)
         for match in self.DURATION.finditer(text):
             if not self.INTERVAL_AHEAD.search(text, max(0, match.start() - 16), match.start()):
                 yield Span(match.start(), match.end(), DATE, 0.3)
         if "/" in text:
+            for match in self.MONTH_YEAR.finditer(text):
+                yield Span(match.start("span"), match.end("span"), DATE, 0.4)
             for match in self.MONTH_DAY.finditer(text):
                 month, day = match.group("span").split("/")
                 if not (int(month) <= 5 and int(day) <= 5 and len(day) == 1):
