@@ -178,6 +178,8 @@ FOUND = [
     # month and two-digit year of a past event, a year with an apostrophe
     ("PMH: CAD, AVR 8/88, DDD PMR, REFLUX.", "8/88", {rec.DATE}),
     ("pmh: cad s/p cabg '84, h/o dvt.", "'84", {rec.DATE}),
+    # Spanish ages carry their unit
+    ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
     # "Last, First" with a surname that is also a word
     ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
     # a name in lower case after "my name is", "call me"

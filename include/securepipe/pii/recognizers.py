@@ -640,19 +640,22 @@ class AgeRecognizer(PatternRecognizer):
     name = "age"
     entity = AGE
     FLAGS = re.IGNORECASE
-    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|\bturn|\b(?:was|is|am|are|were|['’][smr])\s+\d")
+    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|años|meses|días|edad|\bturn|\b(?:was|is|am|are|were|['’][smr])\s+\d")
     PATTERNS = (
         ("age-years-old", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:-\s?)?(?:years?|yrs?|y)\.?(?:[\s-]old\b|[\s-]of[\s-]age\b))", 0.8),
         ("age-yo", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:y/o|yo|y\.o\.)(?![\w]))", 0.8),
-        ("age-labelled", r"\b(?:age|aged|age\s+of|âgée?\s+de|alter|im\s+alter\s+von|turn|turns|turned|turning)[:\s]\s?"
+        ("age-labelled", r"\b(?:age|aged|age\s+of|âgée?\s+de|edad|alter|im\s+alter\s+von|turn|turns|turned|turning)[:\s]\s?"
                          r"(?P<span>\d{1,3})\b(?![.,]\d|\s?(?:%|mg|kg|cm|mm|ml|units?|times|tabs?|hours|days|weeks))", 0.7),
         ("age-was", r"\b(?:he|she|i|they|you|we)(?:\s+(?:was|is|am|are|were)|['’](?:s|m|re))\s+(?P<span>\d{1,3})"
                     r"(?=\s*(?:[.,;!?]|$|years|yrs))", 0.6),
         ("age-foreign", r"(?<![\w.,-])(?P<span>\d{1,3})(?=[\s-]?(?:jährige|jähriger|jährig|Jahre\s+alt|ans\b))", 0.8),
+        # Spanish states the unit with the age, and its records count the unit as part of it ("de 63 años").
+        ("age-spanish", r"\b(?:de|con|edad:?)\s+(?P<span>\d{1,3}\s+(?:años|meses|días))(?![\w])(?!\s+de\s+(?:evolución|"
+                        r"seguimiento|controles|tratamiento|duración))", 0.7),
     )
 
     def validate(self, value):
-        return 0 < int(value) <= 125
+        return 0 < int(re.match(r"\d+", value).group()) <= 125
 
 
 class AddressRecognizer(Recognizer):
