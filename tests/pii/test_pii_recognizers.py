@@ -178,6 +178,10 @@ FOUND = [
     # month and two-digit year of a past event, a year with an apostrophe
     ("PMH: CAD, AVR 8/88, DDD PMR, REFLUX.", "8/88", {rec.DATE}),
     ("pmh: cad s/p cabg '84, h/o dvt.", "'84", {rec.DATE}),
+    # Spanish records: the address after "Domicilio:", "C/" streets, the record number after "NHC:"
+    ("Domicilio: calle cartagena 19, 3B.\nLocalidad/ Provincia: Madrid.", "calle cartagena 19, 3B", {rec.ADDRESS}),
+    ("Remitido a C/ Arnaiz, 4, 3 A por la tarde.", "C/ Arnaiz, 4", {rec.ADDRESS}),
+    ("NHC: 136412.\nNASS: 36 74651289 36.", "136412", {rec.IDENTIFIER, rec.MRN}),
     # Spanish ages carry their unit
     ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
     # "Last, First" with a surname that is also a word

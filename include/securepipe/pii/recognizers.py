@@ -532,7 +532,8 @@ class ContextIdentifierRecognizer(PatternRecognizer):
         r"|student|customer|client|order|invoice|transaction|booking|ticket|badge|id|identifier|number|no|nr|n°"
         r"|num(?:é|e)ro|dossier|aktenzeichen|az|versichertennummer|versicherungsnummer|versicherten-?nr|fallnummer"
         r"|fall-?nr|patientennummer|patienten-?nr|kennnummer|steuer-?id|iban|bic|swift|routing|sort\s+code"
-        r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip"
+        r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip|nhc|nass|cipa"
+        r"|historia\s+cl[íi]nica|n[úu]mero\s+de\s+historia"
     )
     MRN_LABEL = re.compile(r"(?i)mrn|medical\s+record|med(?:ical)?\s*rec|chart|ipp|patientennummer|patienten-?nr")
     PREFILTER = re.compile(r"\d")
