@@ -182,6 +182,9 @@ FOUND = [
     ("Domicilio: calle cartagena 19, 3B.\nLocalidad/ Provincia: Madrid.", "calle cartagena 19, 3B", {rec.ADDRESS}),
     ("Remitido a C/ Arnaiz, 4, 3 A por la tarde.", "C/ Arnaiz, 4", {rec.ADDRESS}),
     ("NHC: 136412.\nNASS: 36 74651289 36.", "136412", {rec.IDENTIFIER, rec.MRN}),
+    ("Localidad/ Provincia: Madrid.\nCP: 28035.\nDatos asistenciales.", "28035", {rec.IDENTIFIER, rec.ZIP}),
+    ("Varón de 64 años que consultó en mayo de 2006 por disestesia facial.", "mayo de 2006", {rec.DATE}),
+    ("Fecha de nacimiento: 23-febrero-1931.", "23-febrero-1931", {rec.DATE}),
     # Spanish ages carry their unit
     ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
     # "Last, First" with a surname that is also a word

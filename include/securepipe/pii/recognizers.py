@@ -144,6 +144,10 @@ MONTHS = {
         "july jul juli juillet juil", "august aug août aout", "september sep sept septembre",
         "october oct okt oktober octobre", "november nov novembre", "december dec dez dezember décembre decembre déc",
     ), start=1) for name in names.split()},
+    # Spanish ("ago", "ene", "dic" left out: "ago" is an English word)
+    **{name: number for number, names in enumerate((
+        "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre setiembre", "octubre",
+        "noviembre", "diciembre"), start=1) for name in names.split()},
 }
 _MONTH_WORD = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 
@@ -420,9 +424,9 @@ class DateRecognizer(PatternRecognizer):
                          r"sun)day))\b")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
         rf"\b(?:{_WEEKDAY})?{_DAYS}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
-        rf",?\s*(?:-\s*)?(?:{_YEAR}|'\d\d)\b",
+        rf",?\s*(?:-\s*|del?\s+)?(?:{_YEAR}|'\d\d)\b",
         rf"\b(?:{_WEEKDAY})?{_MONTH_WORD}\s+{_DAY},?\s+{_YEAR}\b",
-        rf"\b{_MONTH_WORD},?\s+(?:of\s+)?{_YEAR}\b",
+        rf"\b{_MONTH_WORD},?\s+(?:of\s+|del?\s+)?{_YEAR}\b",
         rf"\b(?:{_WEEKDAY})?{_DAY}\s+(?:of\s+)?{_MONTH_WORD}(?![\w])",
         rf"\b{_MONTH_WORD}\s+{_DAY}(?![\w])",
     ))
@@ -533,7 +537,8 @@ class ContextIdentifierRecognizer(PatternRecognizer):
         r"|num(?:é|e)ro|dossier|aktenzeichen|az|versichertennummer|versicherungsnummer|versicherten-?nr|fallnummer"
         r"|fall-?nr|patientennummer|patienten-?nr|kennnummer|steuer-?id|iban|bic|swift|routing|sort\s+code"
         r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip|nhc|nass|cipa"
-        r"|historia\s+cl[íi]nica|n[úu]mero\s+de\s+historia"
+        r"|historia\s+cl[íi]nica|n[úu]mero\s+de\s+historia|cp|c\.p|c[óo]digo\s+postal|plz|postleitzahl|postcode"
+        r"|post\s+code|code\s+postal|zip"
     )
     MRN_LABEL = re.compile(r"(?i)mrn|medical\s+record|med(?:ical)?\s*rec|chart|ipp|patientennummer|patienten-?nr")
     PREFILTER = re.compile(r"\d")
