@@ -94,7 +94,7 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
     audit = state_audit_log(settings.state_dir, kms_key_id=settings.kms_key_id, aws=settings.aws)
     tokens, rewritten, rows_removed, artifacts, pii_report = set(), [], 0, [], {}
-    landing_column = settings.subject_column
+    landing_column, plan = settings.subject_column, None
     for manifest, artifact in _masked_versions(settings):
         column = landing_column = _subject_column(settings, manifest)
         token = subject_token(settings, subject_id, _subject_entity(manifest, column))
@@ -120,6 +120,7 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         ]
         source.unlink()
         pii_report.update(manifest.get("pii_report", {}))  # the new version is masked as its source was
+        plan = manifest.get("masking_plan") or plan  # and has its roles, so a later erasure finds its subject
         rewritten.append(manifest["run_id"])
         rows_removed += int((~keep).sum())
     landing_rows, landing_before, landing_after = _erase_from_landing(settings, subject_id, landing_column)
@@ -133,7 +134,8 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         write_manifest(
             build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger=settings.trigger,
                            artifacts=artifacts, pii_report=PiiCounts.from_dict(pii_report),
-                           extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens)}),
+                           extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens),
+                                  "masking_plan": plan}),
             manifests_dir=settings.state_dir / "manifests", audit_log=audit,
         )
     outcome = {"dataset": settings.dataset, "versions_rewritten": len(rewritten), "rows_removed": rows_removed,

@@ -1,7 +1,7 @@
 """The compliance checks, as plain functions the `compliance_audit` DAG maps over.
 
 Threat model: each check is evidence that one control still holds; together they
-defend against every adversary in THREAT-MODEL.md after the fact (a plaintext
+defend against every adversary in docs/THREAT-MODEL.md after the fact (a plaintext
 file in the bucket, a disabled key, an edited audit entry, an overspent budget,
 a run without lineage, data kept past its time, a PII value in a log, a
 connection with a plaintext password).
