@@ -87,6 +87,7 @@ class StackConfig:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # Paused until triggered through `trigger`: no scheduled run (a daily audit, a weekly
             # retrain) starts by itself in a demo or test stack and competes for its two cores.
+            # erasure_request overrides this (is_paused_upon_creation=False): a request never waits on it.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
