@@ -349,13 +349,16 @@ def build_app():
         from securepipe.erasure import seal_subject_id
         from securepipe.errors import SecurePipeError
 
+        dataset = body.get("dataset", "patients")
         try:
-            sealed = seal_subject_id(body.get("subject_id"), body.get("dataset", "patients"), kms_key_id=kms_key_id())
+            sealed = seal_subject_id(body.get("subject_id"), dataset, kms_key_id=kms_key_id())
         except SecurePipeError as exc:  # names the field or the KMS error code, never the identifier
             raise HTTPException(status_code=400 if isinstance(exc, InputError) else 503, detail=str(exc)) from None
         session.execute(update(DagModel).where(DagModel.dag_id == ERASURE_DAG_ID).values(is_paused=False))
+        # Airflow's own trigger handler: the run is created exactly as POST .../dagRuns would create it
+        # (params validated, triggering user recorded), in this request's transaction.
         run = trigger_dag_run(ERASURE_DAG_ID, TriggerDAGRunPostBody(
-            logical_date=None, conf={"subject_ciphertext": sealed, "dataset": body.get("dataset", "patients")}),
+            logical_date=None, conf={"subject_ciphertext": sealed, "dataset": dataset}),
             dag_bag, user, session, request)
         return {"dag_id": ERASURE_DAG_ID, "dag_run_id": run.run_id, "state": str(run.state),
                 "url": f"/dags/{ERASURE_DAG_ID}/runs/{urllib.parse.quote(run.run_id, safe='')}"}
