@@ -476,7 +476,8 @@ def decrypt_file(src, dst, *, expected_context: dict[str, str], kms: KmsClient |
         raise CryptoError(f"refusing to write plaintext to non-local storage {dst}")
     with open_read(src) as source, atomic_write(local_path(dst)) as destination:
         size = decrypt_stream(
-            CountingReader(source, progress) if progress else source, destination, expected_context=expected_context, kms=kms, key_store=key_store, name=str(src)
+            CountingReader(source, progress) if progress else source, destination,
+            expected_context=expected_context, kms=kms, key_store=key_store, name=str(src),
         )
     return {"path": str(dst), "plaintext_size": size}
 
