@@ -218,8 +218,9 @@ document.getElementById("erasure-form").addEventListener("submit", async (event)
   const reply = await fetch("erasure", {method: "POST", credentials: "same-origin",
     headers: {"Content-Type": "application/json", "Accept": "application/json"}, body: JSON.stringify(body)});
   const data = await reply.json().catch(() => ({}));
+  const detail = Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail;
   out.textContent = reply.ok ? `Submitted as run ${data.dag_run_id}.`
-    : `Not submitted (${reply.status}): ${data.detail || "see the API server log"}`;
+    : `Not submitted (${reply.status}): ${detail || "see the API server log"}`;
 });
 </script>"""
 

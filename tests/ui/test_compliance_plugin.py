@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from securepipe import kms_emulator
 from securepipe.demo.stack import AirflowStack, StackConfig, passwords_file
 from securepipe.kms_emulator import free_port
 
@@ -97,26 +96,21 @@ def wait_for_api(stack: AirflowStack, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory):
+def airflow_api(tmp_path_factory, kms_env):
     home = tmp_path_factory.mktemp("airflow-home")
     state = home / "securepipe-state"
     seed_evidence(state)
-    emulator = kms_emulator.start_emulator(log_path=home / "kms-emulator.log")  # erasure requests seal with it
-    stack = None
+    # The emulator's KMS: erasure requests are sealed with it on the api-server.
+    config = StackConfig(home=home, api_port=free_port(), sql_alchemy_conn=f"sqlite:///{home / 'airflow.db'}",
+                         extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1", **kms_env.env})
+    stack = AirflowStack(config)
+    stack.migrate()
+    stack.start("api-server", "api-server")
     try:
-        key_arn = kms_emulator.create_key(emulator.endpoint_url)
-        config = StackConfig(home=home, api_port=free_port(), sql_alchemy_conn=f"sqlite:///{home / 'airflow.db'}",
-                             extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1",
-                                        **kms_emulator.client_env(emulator.endpoint_url, key_arn)})
-        stack = AirflowStack(config)
-        stack.migrate()
-        stack.start("api-server", "api-server")
         wait_for_api(stack)
         yield stack
     finally:
-        if stack is not None:
-            stack.stop()
-        emulator.stop()
+        stack.stop()
 
 
 def login(stack: AirflowStack, user: str) -> str:
