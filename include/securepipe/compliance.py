@@ -161,8 +161,6 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
 def _run(name: str, kwargs: dict) -> dict:
     from securepipe.audit import checks
 
-    if name == "erasure_requests":
-        return {"requests": settings.erasure_requests, "deadline_hours": settings.erasure_deadline_hours}
     if name == "erasures_honored":
         from securepipe.erasure import erasures_honored
 

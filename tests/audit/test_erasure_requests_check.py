@@ -49,3 +49,22 @@ def test_status_shows_the_pseudonym_outcome_newest_first():
     assert [r["run_id"] for r in rows] == ["manual__new", "manual__old"]
     assert rows[1]["subject_tokens"] == ["PATIENT_ab12"] and rows[1]["waited_hours"] == 1.0
     assert rows[0]["age_hours"] == 1.0 and rows[0]["subject_tokens"] == []
+
+
+def test_the_audit_records_the_verdict_and_fails_the_task(state, kms_env):
+    import pytest
+
+    from securepipe.compliance import AuditSettings, run_check as audit_check
+    from securepipe.config import aws_from_env
+    from securepipe.errors import GateFailed
+
+    waiting = _run("waiting", "queued", 80)
+    waiting["submitted_at"] = datetime.now(timezone.utc) - timedelta(hours=80)
+    settings = AuditSettings(audit_run_id="audit-1", state_dir=state / "state", kms_key_id=kms_env.key_arn,
+                             aws=aws_from_env(), erasure_requests=[waiting], erasure_deadline_hours=96)
+    assert audit_check("erasure_requests", settings)["ok"]
+    settings.erasure_deadline_hours = None  # the default, 72 h
+    with pytest.raises(GateFailed, match="erasure_requests"):
+        audit_check("erasure_requests", settings)
+    verdicts = [e["payload"] for e in settings.audit_log().entries() if e["event"] == "compliance.check"]
+    assert [(v["check"], v["ok"]) for v in verdicts] == [("erasure_requests", True), ("erasure_requests", False)]
