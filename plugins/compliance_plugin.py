@@ -11,6 +11,11 @@ boundary and does not hold the evidence signing key: the page checks the audit
 chain's structure itself and shows the signature verdict that the
 `compliance_audit` DAG recorded (in the latest report); it cannot sign anything.
 
+Its one write, `POST /erasure` (for whoever may trigger `erasure_request`), seals the
+subject's identifier with KMS (Encrypt only) and triggers the DAG with the ciphertext,
+so the identifier never reaches the metadata DB, the REST API or the UI; the erasure
+list shows run ids, times, states and pseudonyms only.
+
 The FastAPI app is built on first access of `fastapi_apps` (only the API server
 asks), so schedulers and workers that load plugins import nothing from here.
 The evidence is read from the state directory the DAGs write (see `state_dir`),
@@ -188,7 +193,9 @@ def _hours(hours: float) -> str:
 
 def _erasure_row(request: dict) -> str:
     link = f'/dags/erasure_request/runs/{urllib.parse.quote(request["run_id"], safe="")}'
-    if request["state"] == "success":
+    if request["state"] == "success" and request["rows_removed"] is None:
+        outcome = '<span class="ok">done</span>; <span class="muted">no outcome in the audit log</span>'
+    elif request["state"] == "success":
         tokens = ", ".join(f"<code>{_e(t)}</code>" for t in request["subject_tokens"]) or "no stored rows held"
         outcome = f'<span class="ok">erased</span> {tokens}; {_e(request["rows_removed"])} masked rows removed'
     elif request["state"] == "failed":
