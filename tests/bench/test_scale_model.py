@@ -65,7 +65,7 @@ def test_a_line_through_two_measurements():
 
 
 def test_noise_that_would_give_a_negative_fixed_cost_falls_back_to_the_larger_measurement():
-    # 5 s at 1,000 rows but only 6 s at 10,000: the line would start below zero.
+    # 0.2 s at 1,000 rows and 6 s at 10,000: the line would start below zero.
     assert LinearCost.through(1000, 0.2, 10_000, 6.0) == LinearCost(0.0, 6.0 / 10_000)
     # A smaller time on more rows (warm-up in the first run): no negative slope either.
     assert LinearCost.through(1000, 5.0, 2000, 4.0) == LinearCost(0.0, 4.0 / 2000)

@@ -25,6 +25,7 @@ Threat model: the table is synthetic; the output holds timings and counts only.
 from __future__ import annotations
 
 import math
+import os
 import random
 import subprocess  # nosec B404
 import sys
@@ -274,8 +275,6 @@ def describe(inputs: ScaleInputs) -> dict:
 
 def run_bench(rows: int, rows_per_shard: int, note_chars: int, *, train_rows: int | None,
               worker_hour_usd: float = DEFAULT_WORKER_HOUR_USD) -> dict:
-    import os
-
     inputs, measured = measure(rows, rows_per_shard, note_chars, train_rows=train_rows)
     return {
         "bench": "scale",
