@@ -86,3 +86,11 @@ def test_a_tiny_measurement_runs_the_pipeline_stages(kms_env):
     assert len(measured["mask_shard_s"]) == 3  # one shard, then two
     assert inputs.mask_shard_s > 0 and inputs.task_startup_s > 0
     assert set(inputs.serial) == {"ingest", "finalize_masking"}
+
+
+@pytest.mark.parametrize("argv", [["--rows", "100"], ["--rows", "20000", "--train-rows", "20000"]])
+def test_the_command_refuses_sizes_it_cannot_fit_a_line_through(argv, capsys):
+    from securepipe.cli import main
+
+    assert main(["bench", "scale", *argv, "--json"]) == 2
+    assert "must be" in capsys.readouterr().err

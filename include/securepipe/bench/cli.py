@@ -37,12 +37,12 @@ def _eval_pii(args) -> int:
 
 def _bench_scale(args) -> int:
     from securepipe.bench.scale import run_bench
-    from securepipe.errors import InputError
+    from securepipe.errors import SecurePipeError
 
     if args.rows_per_shard < 1 or args.note_chars < 0 or args.rows < 2 * args.rows_per_shard:
-        raise InputError("--rows", "must be at least twice --rows-per-shard (>= 1)")
+        raise SecurePipeError("--rows must be at least twice --rows-per-shard (>= 1), --note-chars >= 0")
     if not args.no_train and args.train_rows <= args.rows:
-        raise InputError("--train-rows", "must be more than --rows")
+        raise SecurePipeError("--train-rows must be more than --rows")
     print(json.dumps(run_bench(args.rows, args.rows_per_shard, args.note_chars,
                                train_rows=None if args.no_train else args.train_rows,
                                worker_hour_usd=args.worker_hour_usd)))
