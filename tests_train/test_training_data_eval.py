@@ -68,7 +68,7 @@ def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only
         "rare": ["only-once"] + ["common"] * (n - 1),
         "outcome": rng.choice(["home", "readmitted", "deceased"], n, p=[0.6, 0.3, 0.1]),
     })
-    split = data.prepare(data._numbers_from_text(frame), "outcome", file="m")
+    split = data.prepare(data.numbers_from_text(frame), "outcome", file="m")
     roles = split.columns
     assert roles["Pat.-Nr."].startswith("left out: masked") and roles["Tel"].startswith("left out: masked")
     assert roles["Alter"] == "numeric"  # "90+" is top-coded at 90

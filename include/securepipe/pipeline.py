@@ -53,6 +53,8 @@ class RunSettings:
     rows_per_shard: int = 5000
     max_mia_auc: float = 0.6
     nonprivate_baseline: bool = False
+    accept_new_reference: bool = False
+    reference_reason: str = ""
     train_cli: str = ""
     trigger: dict = field(default_factory=dict)
     budgets: dict = field(default_factory=dict)
@@ -241,6 +243,60 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
 def policy_sha256(run: RunSettings) -> str:
     """The hash of the masking policy in force, as resolved (`extends` included)."""
     return _policy(run).sha256
+
+
+def validate_data(run: RunSettings, masked: dict) -> dict:
+    """The poisoning guard: check the masked batch against the signed profile of the last accepted one.
+
+    Runs before `check_budget`, so a refused batch spends no ε. With no profile yet the batch
+    becomes the reference; a clean batch replaces it (drift is measured from the last accepted
+    dataset). Findings fail the run closed (`DataValidationFailed`): the batch and its findings
+    are quarantined encrypted and the audit log records check and column names, never values.
+    An operator may accept a batch as the new reference despite findings (`accept_new_reference`,
+    with a reason); the audit entry records who and why.
+    """
+    from securepipe.crypto import encrypt_bytes
+    from securepipe.errors import DataValidationFailed
+    from securepipe.validation.checks import check_batch
+    from securepipe.validation.profile import build_profile
+    from securepipe.validation.store import load_profile, profile_path, save_profile
+
+    kms = _kms(run)
+    frame = _load_frame(run, masked, kms)
+    log = audit_log(run)
+    key = log.signing_key(may_create=log.head() is None)
+    path = profile_path(run.state_dir, run.dataset)
+    previous = load_profile(path, dataset=run.dataset, signing_key=key, kms=kms) if path.exists() else None
+    findings = check_batch(frame, previous) if previous is not None else []
+    summary = [{"check": f.check, "column": f.column, "measured": round(f.measured, 6), "limit": round(f.limit, 6)}
+               for f in findings]
+    if findings and not run.accept_new_reference:
+        base = f"{run.dataset}/quarantine/{run.run_id}"
+        batch = _store_frame(run, frame, f"{base}/batch.parquet.enc", run.context("quarantined-batch"), kms)
+        report = json.dumps({"run_id": run.run_id, "dataset": run.dataset, "masked_sha256": masked["sha256"],
+                             "findings": [f.as_dict() for f in findings]}, sort_keys=True).encode()
+        encrypt_bytes(report, run.path(f"{base}/findings.json.enc"), key_id=run.kms_key_id,
+                      context=run.context("quarantine-findings"), kms=kms)
+        _audit(run, "data.validation_failed", {"findings": summary, "quarantine": batch["uri"],
+                                               "masked_sha256": masked["sha256"]},
+               idempotency_key=f"{run.run_id}:data_validation_failed")
+        raise DataValidationFailed(
+            f"data validation refused the batch before training ({len(findings)} finding(s): "
+            + "; ".join(f"{f.check} column {f.column!r}" if f.column else f.check for f in findings)
+            + "); quarantined encrypted, see the audit log")
+    profile = build_profile(frame, run.label, file="masked-dataset")
+    info = save_profile(profile, path, dataset=run.dataset, signing_key=key, key_id=run.kms_key_id, kms=kms)
+    if previous is None:
+        event, extra = "data.reference_set", {"reason": "first accepted batch of the dataset"}
+    elif findings:
+        event, extra = "data.reference_accepted", {"findings": summary, "accepted_by": run.trigger.get("user", "unknown"),
+                                                   "reason": run.reference_reason}
+    else:
+        event, extra = "data.validation_passed", {}
+    _audit(run, event, {"masked_sha256": masked["sha256"], "profile_sha256": info["sha256"],
+                        "previous_profile_created_at": previous and previous["created_at"], **extra},
+           idempotency_key=f"{run.run_id}:{event}")
+    return {"clean": not findings, "findings": summary, "event": event, "profile_sha256": info["sha256"]}
 
 
 DEFAULT_BUDGET = {"epsilon": 10.0, "delta": 1e-4}

@@ -81,10 +81,10 @@ def _parse(raw: bytes, file: str):
             frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except Exception:  # noqa: BLE001 - parser messages can quote cell values
         raise InputError(file, "not a readable Parquet or CSV table") from None
-    return _numbers_from_text(frame)
+    return numbers_from_text(frame)
 
 
-def _numbers_from_text(frame):
+def numbers_from_text(frame):
     """Turn text columns that hold only numbers into numbers (CSV input, and the pipeline keeps
     CSV cells as text through masking). A column written with leading zeros (ZIP "02134", MRN
     "0012345") is a code, not a quantity, so it stays text and never becomes a feature. A
