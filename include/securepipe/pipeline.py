@@ -363,6 +363,8 @@ def train(run: RunSettings, masked: dict) -> dict:
             raise SecurePipeError(f"training failed (exit {result.returncode}): {last}")
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         card = json.loads((out / "model_card.json").read_text())
+        # Exact evaluation (attack AUC for the gate): outside ε, so it stays in XCom, never on the card.
+        internal = json.loads((out / "evaluation_internal.json").read_text())
         model_file = next(p for p in out.iterdir() if p.name.endswith(".enc"))
         key = f"{run.dataset}/models/{run.run_id}/{model_file.name}"
         from securepipe.storage import atomic_write, sha256_file
@@ -376,7 +378,7 @@ def train(run: RunSettings, masked: dict) -> dict:
                 shutil.copy(out / name, cards / name)
         return {"version": _version(masked), "model": {"key": key, "uri": run.uri(key), "sha256": sha256_file(model_file),
                           "context": run.context("model"), "kms_key_arn": run.kms_key_id},
-                "card": card, "summary": summary}
+                "card": card, "internal_evaluation": internal["metrics"], "summary": summary}
 
 
 def _aws_env(run: RunSettings) -> dict[str, str]:
@@ -392,18 +394,19 @@ def _aws_env(run: RunSettings) -> dict[str, str]:
 def privacy_gate(run: RunSettings, trained: dict) -> dict:
     """Fail closed when ε spent exceeds the target or the membership-inference AUC is too high; record ε."""
     card = trained["card"]
+    mia_auc = trained["internal_evaluation"].get("mia_auc")
     problems = []
     if card["epsilon"] > run.target_epsilon * 1.0001:
         problems.append(f"epsilon spent {card['epsilon']:.3f} exceeds the target {run.target_epsilon}")
-    if card.get("mia_auc") is not None and card["mia_auc"] > run.max_mia_auc:
-        problems.append(f"membership-inference AUC {card['mia_auc']:.3f} exceeds {run.max_mia_auc}")
+    if mia_auc is not None and mia_auc > run.max_mia_auc:
+        problems.append(f"membership-inference AUC {mia_auc:.3f} exceeds {run.max_mia_auc}")
     if problems:
         _audit(run, "pipeline.gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
                idempotency_key=f"{run.run_id}:privacy_gate")
         raise GateFailed("privacy gate: " + "; ".join(problems))
     # Re-charge with what the accountant says was spent (never more than the target checked above).
     budget = _ledger(run).charge(run.dataset, trained["version"], run.run_id, card["epsilon"], card["delta"])
-    return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": card.get("mia_auc"), "budget": budget}
+    return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": mia_auc, "budget": budget}
 
 
 def _artifact(record: dict, *, name: str, kind: str, role: str = "output") -> dict:
@@ -432,7 +435,7 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
                  if "spans" not in entry else dict(entry["spans"]))
         for column, entry in pii.get("columns", {}).items() if entry.get("operator") != "keep"
     }
-    metric_names = ("accuracy", "auc", "ece", "brier", "mia_auc", "nonprivate_accuracy", "nonprivate_mia_auc")
+    metric_names = ("accuracy",)  # what the card releases inside ε; the rest stays with the gate
     manifest = build_manifest(
         dag_id=run.dag_id,
         run_id=run.run_id,
