@@ -39,8 +39,8 @@ NOISE_SEARCH_BRACKET = (0.3, 1e3)
 # accountant composes all of them into the one ε charged to the ledger.
 RELEASE_NOISE_BRACKET = (0.1, 1e4)
 RELEASE_EPSILON_SHARES = {
-    "scaling": 0.05,   # the per-feature histograms behind the input scaling (scaling.py)
-    "accuracy": 0.05,  # the count of correct held-out predictions behind the released accuracy
+    "scaling": 0.25,   # the per-feature histograms behind the input scaling (scaling.py)
+    "accuracy": 0.25,  # the count of correct held-out predictions behind the released accuracy
 }
 
 
