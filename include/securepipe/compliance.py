@@ -34,6 +34,7 @@ CHECK_NAMES = (
     "residual_pii_in_masked_sample",
     "access_review",
     "erasures_honored",
+    "keys_current",
 )
 # Entity types left out of the leak index: their values look like ordinary log content
 # (timestamps, five-digit numbers), so a match would say nothing.
@@ -143,6 +144,8 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
         return {"records": _latest_masked_records(settings), "index": sensitive_index(settings)}
     if name == "access_review":
         return {"connections": settings.connections, "users": settings.users}
+    if name == "keys_current":
+        return {"storage_root": settings.storage_root, "state_dir": settings.state_dir}
     if name == "erasures_honored":
         from securepipe.erasure import ErasureSettings
 
