@@ -9,7 +9,7 @@ Re-wraps every stored artifact's data key under the current KMS key, monthly and
 3. **rewrap_artifact** (mapped over artifacts) re-wraps one data key with KMS ReEncrypt; the body is
    never decrypted. One audit entry per artifact; an artifact already under the target is skipped, so
    a retried or re-triggered rotation resumes where it stopped.
-4. **rewrap_state** re-wraps the pseudonym secret and the shred store's master key.
+4. **rewrap_state** re-wraps the pseudonym secret, the shred store's master key and the evidence signing key.
 5. **retire_keys** records the target as current and every key artifacts were wrapped by before as
    retired (`compliance_audit`'s `keys_current` check fails while any artifact is still under one), and
    makes the target the configured key (`securepipe_kms_key_id`).

@@ -31,17 +31,23 @@ def enable_key_rotation(key_id: str | None = None, kms: KmsClient | None = None)
 
 
 def rewrap_state(state_dir: Path, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:
-    """Re-wrap the KMS-wrapped secrets kept under `state_dir` (those that exist)."""
+    """Re-wrap the KMS-wrapped secrets kept under `state_dir` (those that exist); with `to_key_id`,
+    also the evidence signing key, so the old key can be retired without orphaning the audit log."""
+    from securepipe.audit.signing import KEY_FILE_NAME, rewrap_signing_key
+
     state_dir = Path(state_dir)
     stored = [
         (state_dir / secrets.PSEUDONYM_SECRET_FILE, "pseudonym-secret"),
         (state_dir / "shred-keys" / shred.MASTER_FILE, shred.MASTER_PURPOSE),
     ]
-    return [
+    done = [
         secrets.rewrap_secret(path, purpose=purpose, to_key_id=to_key_id, kms=kms)
         for path, purpose in stored
         if path.exists()
     ]
+    if to_key_id and (state_dir / KEY_FILE_NAME).exists():
+        done.append(rewrap_signing_key(state_dir / KEY_FILE_NAME, to_key_id=to_key_id, kms=kms or default_kms()))
+    return done
 
 
 def rewrap_artifacts(paths, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:
