@@ -84,14 +84,30 @@ def _kms(run: RunSettings):
     return default_kms(run.aws)
 
 
-def _store_frame(run: RunSettings, frame, key: str, context: dict[str, str], kms=None) -> dict:
-    """Encrypt a DataFrame as Parquet straight from memory into storage; return its lineage record."""
+def _run_scope(run: RunSettings) -> str:
+    """The crypto-shredding scope of a run's intermediate shards: `cleanup` deletes its key, so copies
+    left in backups or old object versions cannot be read either."""
+    return f"dataset:{run.dataset}/runs/{run.run_id}"
+
+
+def _shred_store(run: RunSettings, kms):
+    from securepipe.crypto.shred import ShredKeyStore
+
+    return ShredKeyStore(run.state_dir / "shred-keys", key_id=run.kms_key_id, kms=kms)
+
+
+def _store_frame(run: RunSettings, frame, key: str, context: dict[str, str], kms=None, *,
+                 intermediate: bool = False) -> dict:
+    """Encrypt a DataFrame as Parquet straight from memory into storage; return its lineage record.
+    An intermediate frame (a shard) is also sealed under the run's shredding scope."""
     from securepipe.crypto import encrypt_bytes
 
+    kms = kms or _kms(run)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    info = encrypt_bytes(buffer.getvalue(), run.path(key), key_id=run.kms_key_id, context=context,
-                         kms=kms or _kms(run))
+    shredding = {"shred_scope": _run_scope(run), "key_store": _shred_store(run, kms)} if intermediate else {}
+    info = encrypt_bytes(buffer.getvalue(), run.path(key), key_id=run.kms_key_id, context=context, kms=kms,
+                         **shredding)
     return {"key": key, "uri": run.uri(key), "rows": int(len(frame)), "sha256": info["sha256"],
             "kms_key_arn": info.get("kms_key_id", run.kms_key_id), "context": context}
 
@@ -101,7 +117,9 @@ def _load_frame(run: RunSettings, record: dict, kms=None):
 
     from securepipe.crypto import decrypt_to_bytes
 
-    data = decrypt_to_bytes(run.path(record["key"]), expected_context=record["context"], kms=kms or _kms(run))
+    kms = kms or _kms(run)
+    data = decrypt_to_bytes(run.path(record["key"]), expected_context=record["context"], kms=kms,
+                            key_store=_shred_store(run, kms))
     return pd.read_parquet(io.BytesIO(data))
 
 
@@ -147,7 +165,7 @@ def ingest(run: RunSettings) -> list[dict]:
             plan = plan_table(frame, _policy(run), keep=(run.label,), file=getattr(source, "name", "input")).as_dict()
         shard = f"{index:05d}"
         key = f"{run.dataset}/runs/{run.run_id}/raw/shard-{shard}.parquet.enc"
-        record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms)
+        record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms, intermediate=True)
         record["index"] = index
         record["first_row"] = int(frame.index[0]) + 1
         record["plan"] = plan
@@ -182,7 +200,8 @@ def mask_shard(run: RunSettings, shard: dict) -> dict:
                                 workers=IN_TASK_WORKERS)
     residual = report.pop("residual_scan")
     key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
-    record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
+    record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms,
+                          intermediate=True)
     record.update(index=shard["index"], report=report, residual_scan=residual, plan=shard["plan"])
     return record
 
@@ -464,7 +483,8 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
 
 
 def cleanup(run: RunSettings) -> int:
-    """Remove the run's intermediate shards (ciphertext); the input and published outputs stay."""
+    """Remove the run's intermediate shards (ciphertext) and shred their scope key; the input and
+    published outputs stay."""
     prefix = run.path(f"{run.dataset}/runs/{run.run_id}")
     if not prefix.exists():
         return 0
@@ -473,4 +493,5 @@ def cleanup(run: RunSettings) -> int:
         shutil.rmtree(prefix)
     else:
         prefix.fs.rm(prefix.path, recursive=True)
+    _shred_store(run, _kms(run)).shred(_run_scope(run))
     return removed
