@@ -189,7 +189,8 @@ FOUND = [
     ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
     # "Last, First" with a surname that is also a word
     ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
-    # a name in lower case after "my name is", "call me"
+    # a name in lower case after "my name is", "call me", "dr"
+    ("some mild stridor noted, dr green aware.", "green", {rec.PERSON}),
     ("my name is vitoria and i need help", "vitoria", {rec.PERSON}),
     ("sometimes people call me višeslav", "višeslav", {rec.PERSON}),
     ("He lived outside the Borough of Southwark for years.", "Borough of Southwark", {rec.LOCATION}),

@@ -239,8 +239,8 @@ class NameRecognizer(Recognizer):
             start, end = words[0][0], words[-1][1]
             before = text[max(0, start - 40):start]
             if NAME not in kinds:
-                # After "my name is" / "call me" any word that is not a common one is the name.
-                if kinds[0] != COMMON and _SELF_NAMING.search(before):
+                # After "my name is" / "call me" / "dr" any word that is not a common one is the name.
+                if kinds[0] != COMMON and (_SELF_NAMING.search(before) or _LOWER_TITLE.search(before)):
                     named = 2 if len(kinds) == 2 and kinds[1] != COMMON else 1
                     yield Span(start, words[named - 1][1], PERSON, 0.5)
                 continue
@@ -252,6 +252,7 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+_LOWER_TITLE = re.compile(r"\b(?:dr|drs|doctor|mr|mrs|ms|prof|nurse)\.?\s+$")
 _SELF_NAMING = re.compile(r"(?i:\b(?:my\s+name\s+is|name['’]s|call\s+me|calls\s+me|called\s+me|known\s+as|named)\s+)$")
 _TITLE_CASE = re.compile(rf"[{UPPER}][{LOWER}][\w'’-]*")
 _COORDINATED_AFTER = re.compile(rf"^(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)({_WORD_NO_DOT})(?![\w])")
