@@ -189,6 +189,9 @@ FOUND = [
     ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
     # "Last, First" with a surname that is also a word
     ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
+    # a lower-case name before a possessive, a surname first in a sentence beside another name
+    ("olga krylova's killers sentenced to life in prison", "olga krylova", {rec.PERSON}),
+    ("Abramovich and Wilson were precision engineers.", "Abramovich", {rec.PERSON}),
     # a name in lower case after "my name is", "call me", "dr"
     ("some mild stridor noted, dr green aware.", "green", {rec.PERSON}),
     ("my name is vitoria and i need help", "vitoria", {rec.PERSON}),
@@ -225,6 +228,7 @@ CLEAN = [
     "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
     "Continue current regimen and recheck labs in three months; mammogram every two years.",
     "Transferred from the ICU at 2200 hrs; call me tomorrow with the results.",
+    "Metformin and Lisinopril were continued; the patient's wife's car was parked outside.",
     "UNABLE TO EXTUBATE TODAY. TRANSFERRED TO MICU FOR CLOSER MONITORING, THEN TO FLOOR.",
 ]
 

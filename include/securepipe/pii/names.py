@@ -234,7 +234,8 @@ class NameRecognizer(Recognizer):
         after a title or an announcing word or before "'s"."""
         for match in _LOWER_RUN.finditer(text):
             words = [(m.start() + match.start(), m.end() + match.start(), m.group())
-                     for m in re.finditer(r"[^\W\d_][\w'’-]*", match.group())]
+                     for m in re.finditer(r"[^\W\d_][\w'’-]*?(?=['’]s\b|[^\w'’-]|$)", match.group())
+                     if m.end() - m.start() > 1]  # (not the "s" of a possessive)
             kinds = [category(w) for _, _, w in words]
             start, end = words[0][0], words[-1][1]
             before = text[max(0, start - 40):start]
@@ -267,12 +268,14 @@ def _coordinated(text: str, found: list[Span]) -> Iterator[Span]:
         if after and _TITLE_CASE.fullmatch(after.group(1)) and _kind(after.group(1)) != COMMON:
             yield Span(span.end + after.start(1), span.end + after.end(1), PERSON, 0.5)
         before = _COORDINATED_BEFORE.search(text, max(0, span.start - 40), span.start)
+        # (first in a sentence only a word the lexicon does not know: "Abramovich and Wilson were")
         if before and _TITLE_CASE.fullmatch(before.group(1)) and _kind(before.group(1)) != COMMON \
-                and not _is_sentence_start(text, before.start(1)):
+                and (not _is_sentence_start(text, before.start(1)) or _kind(before.group(1)) == UNKNOWN):
             yield Span(before.start(1), before.end(1), PERSON, 0.5)
 
 
-_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}(?:\s+[{LOWER}][{LOWER}'’-]{{2,}})?(?![\w'’-])")
+# (a possessive "'s" may follow: "olga krylova's killers")
+_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}?(?:\s+[{LOWER}][{LOWER}'’-]{{2,}}?)?(?![\w'’-]|['’](?!s\b))")
 
 
 def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] | None:
