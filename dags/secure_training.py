@@ -8,10 +8,11 @@ Retrains a model on sensitive records without letting raw PII out of the plainte
 3. **mask_shard** (mapped over shards) detects PII in columns and free text and masks it
    (keyed pseudonyms, redaction, generalization), re-encrypting each shard.
 4. **finalize_masking** joins the shards, enforces k-anonymity and re-scans for residual PII:
-   the run fails closed if any remains. The masked dataset is published as an Asset.
+   the run fails closed if any remains.
 5. **validate_data** checks the masked batch against the signed profile of the last accepted one
    (schema contract, drift, duplicates, outliers, value spikes, label noise); a finding fails the run
-   before any ε is spent and quarantines the batch, encrypted. The first batch becomes the reference;
+   before any ε is spent and quarantines the batch, encrypted; only a batch that passes is published as
+   the masked-dataset Asset. The first batch becomes the reference;
    `accept_new_reference` (with `reference_reason`) makes a flagged batch the reference, recording who and why.
 6. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
 7. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
@@ -106,14 +107,14 @@ def secure_training():
 
         return pipeline.mask_shard(settings_for(run), shard)
 
-    @task(outlets=[MASKED_DATASET])
+    @task
     def finalize_masking(run: dict, masked_shards: list[dict]) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
 
         return pipeline.finalize_masking(settings_for(run), list(masked_shards))
 
-    @task
+    @task(outlets=[MASKED_DATASET])  # a refused batch never reaches the Asset's consumers
     def validate_data(run: dict, masked: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
