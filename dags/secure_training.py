@@ -16,7 +16,8 @@ Retrains a model on sensitive records without letting raw PII out of the plainte
    `accept_new_reference` (with `reference_reason`) makes a flagged batch the reference, recording who and why.
 6. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
 7. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
-   its input in memory and writes only an encrypted model.
+   its input in memory and writes only an encrypted model. Under KubernetesExecutor, mask_shard and
+   train_model run in the pod templates of deploy/kubernetes/ (train with a GPU).
 8. **privacy_gate** checks ε spent and the membership-inference AUC against the run's limits.
 9. **publish_lineage** writes the signed lineage manifest and the audit-log entry.
 10. **cleanup** always removes the run's encrypted intermediate shards.
@@ -38,6 +39,7 @@ from airflow.sdk import (
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
+from securepipe_dags.kubernetes import pod_template
 
 default_args = {
     "owner": "securepipe",
@@ -100,7 +102,7 @@ def secure_training():
 
         return pipeline.ingest(settings_for(run))
 
-    @task(max_active_tis_per_dag=4)
+    @task(max_active_tis_per_dag=4, executor_config=pod_template("mask_shard"))
     def mask_shard(run: dict, shard: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -128,7 +130,7 @@ def secure_training():
 
         return pipeline.check_budget(settings_for(run), masked)
 
-    @task(queue="gpu", pool="gpu", retries=1)
+    @task(queue="gpu", pool="gpu", retries=1, executor_config=pod_template("train_model"))
     def train_model(run: dict, masked: dict, budget: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
