@@ -82,6 +82,20 @@ def test_noise_is_really_added():
     assert np.linalg.norm(weights_clean - weights_noisy) > 1.0
 
 
+def test_dp_noise_cannot_be_regenerated_without_a_seed():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+
+    def weights(seed):
+        trained = model.fit(x, y, epochs=1, batch_size=64, noise_multiplier=1.0, seed=seed)
+        return np.concatenate([w.ravel() for w in trained.network.get_weights()])
+
+    assert np.array_equal(weights(0), weights(0))  # a seed reproduces an experiment...
+    assert not np.array_equal(weights(None), weights(0))  # ...and a run without one is not seed 0's
+    assert not np.array_equal(weights(None), weights(None))
+
+
 def test_train_cli_writes_model_card_and_loadable_model(tmp_path, patients_file, capsys):
     import tensorflow as tf
 

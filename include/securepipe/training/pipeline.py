@@ -88,7 +88,7 @@ def train_and_report(
     data_path, label: str, target_epsilon: float, out_dir, *,
     delta: float | None = None, epochs: int = 60, batch_size: int = 256,
     accountant: str = accounting.DEFAULT_ACCOUNTANT, l2_norm_clip: float | None = None,
-    learning_rate: float | None = None, hidden=None, seed: int = 0,
+    learning_rate: float | None = None, hidden=None, seed: int | None = None,
     input_context: dict | None = None, encryption: ModelEncryption | None = None,
     ledger: LedgerCharge | None = None, masking_policy_sha256: str | None = None,
     nonprivate_baseline: bool = False,
@@ -114,7 +114,9 @@ def train_and_report(
         releases = accounting.release_noise(target_epsilon, delta, accountant)
     except ValueError as exc:  # our own messages: parameters only, no data
         raise PolicyError(f"cannot plan the releases for {data_path}: {exc}") from None
-    split = data.prepare(frame, label, file=str(data_path), seed=seed, scaling_noise_multiplier=releases["scaling"])
+    # The held-out split may be reproducible; the training noise (model.fit, seed None) never is.
+    split = data.prepare(frame, label, file=str(data_path), seed=0 if seed is None else seed,
+                         scaling_noise_multiplier=releases["scaling"])
     del frame  # the only full plaintext copy besides the arrays; free it early
     n = len(split.y_train)
     if batch_size > n:
