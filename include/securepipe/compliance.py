@@ -35,6 +35,7 @@ CHECK_NAMES = (
     "access_review",
     "erasures_honored",
     "erasure_requests",
+    "keys_current",
 )
 # Entity types left out of the leak index: their values look like ordinary log content
 # (timestamps, five-digit numbers), so a match would say nothing.
@@ -166,6 +167,8 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
         return {"connections": settings.connections, "users": settings.users}
     if name == "erasure_requests":
         return {"requests": settings.erasure_requests, "deadline_hours": settings.erasure_deadline_hours}
+    if name == "keys_current":
+        return {"storage_root": settings.storage_root, "state_dir": settings.state_dir}
     if name == "erasures_honored":
         from securepipe.erasure import ErasureSettings
 

@@ -473,6 +473,25 @@ def check_erasure_requests(requests: Iterable[dict], *, deadline_hours: float | 
                   completed_late=sum(r["late"] for r in rows))
 
 
+def check_keys_current(storage_root, state_dir) -> dict:
+    """No artifact (in storage or the state dir) is still wrapped by a KMS key the key registry retired."""
+    from securepipe.crypto import rotation
+
+    check = "keys_current"
+    retired = set(rotation.read_key_registry(state_dir)["retired"])
+    stale, scanned = [], 0
+    for root in (_storage_root(storage_root), Path(state_dir)):
+        if root is None:
+            continue
+        for name, path in rotation.envelope_files(root):
+            scanned += 1
+            if rotation.envelope.inspect(path)["kms_key_id"] in retired:
+                stale.append(name)
+    reason = f"{len(stale)} artifact(s) still wrapped by a retired KMS key" if stale else None
+    return result(check, not stale, artifacts_scanned=scanned, retired_keys=len(retired),
+                  wrapped_by_retired_key=_limited(stale), reason=reason)
+
+
 # --- running and recording ----------------------------------------------------------------------
 CHECKS: dict[str, Callable[..., dict]] = {
     "storage_encrypted": check_storage_encrypted,
@@ -486,6 +505,7 @@ CHECKS: dict[str, Callable[..., dict]] = {
     "residual_pii_in_masked_sample": check_no_pii_in_records,
     "access_review": check_access_review,
     "erasure_requests": check_erasure_requests,
+    "keys_current": check_keys_current,
 }
 
 
