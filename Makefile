@@ -10,7 +10,7 @@ export UV_LINK_MODE=copy
 # Never let boto3 probe the EC2 metadata endpoint: everything AWS here is on loopback.
 export AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: setup setup-airflow setup-train lock lexicon demo test test-fast up down security bench clean-demo \
+.PHONY: setup setup-airflow setup-train lock lexicon demo test up security \
 	corpora corpora-tab corpora-presidio-research corpora-deid corpora-meddocan corpora-sample
 
 setup: setup-airflow setup-train

@@ -38,7 +38,7 @@ from airflow.sdk import (
     task,
 )
 
-from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
+from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST, version_extra
 from securepipe_dags.kubernetes import pod_template
 
 default_args = {
@@ -114,7 +114,9 @@ def secure_training():
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
 
-        return pipeline.finalize_masking(settings_for(run), list(masked_shards))
+        masked = pipeline.finalize_masking(settings_for(run), list(masked_shards))
+        get_current_context()["outlet_events"][MASKED_DATASET].extra = version_extra(run["dataset"], masked)
+        return masked
 
     @task(outlets=[MASKED_DATASET])  # a refused batch never reaches the Asset's consumers
     def validate_data(run: dict, masked: dict) -> dict:
@@ -149,7 +151,9 @@ def secure_training():
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
 
-        return pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
+        published = pipeline.publish_lineage(settings_for(run), shards, masked, trained, verdict)
+        get_current_context()["outlet_events"][MODEL].extra = version_extra(run["dataset"], trained["model"])
+        return published
 
     @task(retries=1, execution_timeout=timedelta(minutes=5))
     def cleanup(run: dict | None) -> int:

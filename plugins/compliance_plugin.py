@@ -19,7 +19,7 @@ list shows run ids, times, states and pseudonyms only.
 The FastAPI app is built on first access of `fastapi_apps` (only the API server
 asks), so schedulers and workers that load plugins import nothing from here.
 The evidence is read from the state directory the DAGs write (see `state_dir`),
-with the layout of securepipe.audit / securepipe.lineage under it.
+with the layout of securepipe.audit under it.
 """
 # No `from __future__ import annotations` here: FastAPI must resolve `GetUserDep`, which is
 # imported inside build_app, from the live annotation rather than from module globals.
@@ -55,11 +55,6 @@ def _verdict(ok: bool | None, good: str = "OK", bad: str = "FAILED") -> str:
     if ok is None:
         return '<span class="muted">not checked yet</span>'
     return f'<span class="ok">{good}</span>' if ok else f'<span class="bad">{bad}</span>'
-
-
-def _pii_total(manifest: dict) -> int:
-    return sum(int(c) for per in (manifest.get("pii_report") or {}).values() if isinstance(per, dict)
-               for c in per.values() if isinstance(c, (int, float)))
 
 
 def _variable(name: str) -> str | None:
@@ -125,22 +120,15 @@ def gather_summary(root: Path) -> dict:
     from securepipe.audit.log import LOG_FILE_NAME, AuditLog, verify_log
     from securepipe.audit.report import REPORTS_DIR_NAME
     from securepipe.errors import SecurePipeError
-    from securepipe.lineage.manifest import MANIFESTS_DIR_NAME, load_manifests
+    from securepipe.audit.manifest import MANIFESTS_DIR_NAME, load_manifests
+    from securepipe.audit.records import RunManifest
 
     runs = []
     for path, manifest in reversed(load_manifests(root / MANIFESTS_DIR_NAME)):
         if not isinstance(manifest, dict):
             runs.append({"manifest": path.name, "unreadable": True})
             continue
-        privacy = manifest.get("privacy") or {}
-        runs.append({
-            "manifest": path.name, "dag_id": manifest.get("dag_id"), "run_id": manifest.get("run_id"),
-            "created_at": manifest.get("created_at"), "trigger": (manifest.get("trigger") or {}).get("kind"),
-            "user": (manifest.get("trigger") or {}).get("user"), "artifacts": len(manifest.get("artifacts") or []),
-            "pii_found": _pii_total(manifest), "epsilon": privacy.get("epsilon"),
-            "budget_left": privacy.get("budget_left"), "model_sha256": (manifest.get("model") or {}).get("sha256"),
-            "signed_by": (manifest.get("signature") or {}).get("key_id"),
-        })
+        runs.append({"manifest": path.name, **RunManifest.from_dict(manifest).summary()})
     log_path = root / LOG_FILE_NAME
     try:
         chain = verify_log(log_path, check_signatures=False).as_dict()
@@ -173,12 +161,12 @@ def gather_summary(root: Path) -> dict:
 
 def _run_row(run: dict) -> str:
     if run.get("unreadable"):
-        return f'<tr><td colspan="8" class="bad">{_e(run["manifest"])}: unreadable</td></tr>'
+        return f'<tr><td colspan="9" class="bad">{_e(run["manifest"])}: unreadable</td></tr>'
     trigger = _e(run.get("trigger")) + (f" by {_e(run['user'])}" if run.get("user") else "")
     return (f'<tr><td><a href="runs/{_e(run["manifest"])}">{_e(run.get("dag_id"))}</a></td>'
             f'<td><code>{_e(run.get("run_id"))}</code></td><td>{_e(run.get("created_at"))}</td><td>{trigger}</td>'
             f'<td>{_e(run.get("artifacts"))}</td><td>{_e(run.get("pii_found"))}</td><td>{_e(run.get("epsilon"))}</td>'
-            f'<td><code>{_e((run.get("model_sha256") or "")[:12])}</code></td></tr>')
+            f'<td>{_e(run.get("budget_left"))}</td><td><code>{_e((run.get("model_sha256") or "")[:12])}</code></td></tr>')
 
 
 def _within_budget(budget: dict) -> bool:
@@ -270,7 +258,7 @@ def render_index(summary: dict, user_name: str) -> str:
 <table id="audit-events"><tr><th>seq</th><th>time</th><th>event</th></tr>{event_rows}</table></section>
 <section><h2>Runs</h2>
 <table id="runs"><tr><th>DAG</th><th>run</th><th>created</th><th>trigger</th><th>artifacts</th><th>PII found</th>
-<th>&epsilon;</th><th>model</th></tr>
+<th>&epsilon;</th><th>&epsilon; budget left</th><th>model</th></tr>
 {run_rows or '<tr><td colspan="8" class="muted">No runs recorded.</td></tr>'}</table>
 </section>
 <section><h2>Privacy budgets</h2>
@@ -389,7 +377,7 @@ def build_app():
         return latest.read_text()
 
     def _manifest_by_name(manifest_name: str) -> dict:
-        from securepipe.lineage.manifest import MANIFESTS_DIR_NAME
+        from securepipe.audit.manifest import MANIFESTS_DIR_NAME
 
         # Only names listed in the directory are served: no path from the URL reaches the filesystem.
         directory = state_dir() / MANIFESTS_DIR_NAME

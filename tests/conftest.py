@@ -35,10 +35,12 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch):
-    """An empty state dir for the evidence modules, with no KMS key or key file inherited."""
+def state(tmp_path, monkeypatch, kms_env):
+    """An empty state dir for the evidence modules, with the emulator's KMS key (the evidence signing
+    key is always KMS-wrapped) and no key file or manifests dir inherited."""
     monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    for name in ("SECUREPIPE_KMS_KEY_ID", "SECUREPIPE_SIGNING_KEY_FILE", "SECUREPIPE_MANIFESTS_DIR"):
+    monkeypatch.setenv("SECUREPIPE_KMS_KEY_ID", kms_env.key_arn)
+    for name in ("SECUREPIPE_SIGNING_KEY_FILE", "SECUREPIPE_MANIFESTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 

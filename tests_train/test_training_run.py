@@ -10,7 +10,6 @@ import pytest
 from securepipe.cli import main
 from securepipe.synth import write_patients
 from securepipe.training import data, model
-from securepipe.training.ledger import PrivacyLedger
 
 REQUIRED_CARD_KEYS = {"epsilon", "delta", "noise_multiplier", "sampling_rate", "steps", "accountant", "accuracy",
                       "released_metrics", "device"}
@@ -132,29 +131,9 @@ def test_train_cli_writes_model_card_and_loadable_model(tmp_path, patients_file,
     assert sorted(os.listdir(out)) == ["evaluation_internal.json", "model.keras", "model_card.json", "model_card.md"]
 
 
-def test_over_budget_run_is_refused_before_training(tmp_path, patients_file, capsys):
-    ledger = PrivacyLedger(tmp_path / "state")
-    ledger.set_budget("patients", 4.0, 1e-4)
-    ledger.charge("patients", "v1", "earlier-run", 2.0, 1e-6)
-    out = tmp_path / "out"
-    argv = ["train", "--data", str(patients_file), "--label", "readmitted", "--target-epsilon", "3",
-            "--epochs", "2", "--out", str(out), "--state-dir", str(tmp_path / "state"),
-            "--budget-dataset", "patients", "--dataset-version", "v2", "--run-id", "run-2"]
-    assert main(argv) == 3
-    assert "refused before training" in capsys.readouterr().err
-    assert not out.exists()  # nothing trained, nothing written
-    assert ledger.status("patients")["spent_epsilon"] == pytest.approx(2.0)
-    # within budget the run is charged with the epsilon it actually spends
-    assert main([*argv[:6], "1.5", *argv[7:]]) == 0
-    card = json.loads((out / "model_card.json").read_text())
-    assert ledger.status("patients")["spent_epsilon"] == pytest.approx(2.0 + card["epsilon"])
-    assert card["privacy"]["budget"]["runs"] == 2
-
-
 @pytest.mark.parametrize("argv, message", [
     (["--encrypt-model"], "--model-context"),
     (["--model-context", "run=1"], "only apply with --encrypt-model"),
-    (["--run-id", "r1"], "--budget-dataset"),
     (["--target-epsilon", "0.0001"], "unreachable"),
 ])
 def test_train_cli_refuses_bad_options_with_a_clear_message(tmp_path, patients_file, capsys, argv, message):

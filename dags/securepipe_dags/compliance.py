@@ -63,7 +63,7 @@ def _users() -> list[dict]:
 
 
 def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
-    from securepipe.pipeline import safe_run_id
+    from securepipe.storage import safe_run_id
 
     rows = _query(db_url, "SELECT dag_id, run_id FROM dag_run WHERE dag_id = 'secure_training' AND state = 'success'")
     # The pipeline records runs under a path-safe run id.
@@ -112,6 +112,7 @@ def audit_settings(params: dict):
         aws=settings.aws_settings(),
         storage_root=Path(storage[len("file://"):]) if storage.startswith("file://") else None,
         landing_uri=settings.landing_uri(),
+        policy_dir=settings.policy_dir(),
         log_dir=Path(conf.get("logging", "base_log_folder")),
         metadata_db_url=db_url,
         sample_rows=int(params.get("sample_rows", 2000)),

@@ -11,30 +11,22 @@ import json
 from pathlib import Path
 
 from securepipe.errors import InputError
-from securepipe.pipeline import safe_run_id
+from securepipe.storage import safe_run_id, uri_within
 from securepipe_dags import settings
 
 
 
-def _trigger(context) -> dict:
+def _trigger(context, *, erasure: bool = False) -> dict:
+    """Who or what started this run, as the trigger record the manifest stores (XCom-safe builtins)."""
+    from securepipe.audit.records import TriggerRecord
+
     dag_run = context["dag_run"]
-    trigger = {"run_type": str(getattr(dag_run, "run_type", "unknown"))}
-    triggered_by = getattr(dag_run, "triggering_user_name", None)
-    if triggered_by:
-        trigger["user"] = str(triggered_by)
     events = context.get("triggering_asset_events") or {}
-    if events:
-        trigger["asset_events"] = {str(asset): len(evts) for asset, evts in events.items()}
-    return trigger
-
-
-def _within(uri: str, root_uri: str) -> bool:
-    """True when `uri` lies under `root_uri`, after resolving `..` and links for file://."""
-    if uri.startswith("file://") and root_uri.startswith("file://"):
-        path = Path(uri[len("file://"):]).resolve()
-        root = Path(root_uri[len("file://"):]).resolve()
-        return path == root or root in path.parents
-    return uri.startswith(root_uri.rstrip("/") + "/") and "/../" not in uri and not uri.endswith("/..")
+    return TriggerRecord.from_airflow(
+        getattr(dag_run, "run_type", "unknown"), user=getattr(dag_run, "triggering_user_name", None),
+        asset_events={str(asset): len(evts) for asset, evts in events.items()}, airflow_run_id=context["run_id"],
+        erasure=erasure,
+    ).as_dict()
 
 
 def prepare(context) -> dict:
@@ -42,10 +34,10 @@ def prepare(context) -> dict:
     landing = settings.landing_uri()
     input_uri = params.get("input_uri") or landing
     landing_root = settings.variable("securepipe_landing_root", landing.rsplit("/", 1)[0])
-    if not _within(input_uri, landing_root):
+    if not uri_within(input_uri, landing_root):
         # Path traversal or a file outside the landing zone: refuse without echoing the path.
         raise InputError("input_uri", "input must lie inside the configured landing zone")
-    policy_dir = Path(settings.variable("securepipe_policy_dir", str(settings.REPO_ROOT / "policies")))
+    policy_dir = settings.policy_dir()
     policy_name = params["masking_policy"]
     policy_path = "" if policy_name == "default" else str(policy_dir / f"{policy_name}.yaml")
     if policy_path and not Path(policy_path).is_file():
@@ -89,6 +81,7 @@ def settings_for(run: dict):
 
 
 def erasure_settings(context):
+    from securepipe.audit.records import TriggerRecord
     from securepipe.erasure import ErasureSettings
 
     run_id = safe_run_id(context["run_id"])
@@ -101,4 +94,5 @@ def erasure_settings(context):
         storage_root=settings.storage_root(),
         landing_uri=settings.landing_uri(),
         resolve_uri=lambda uri: Path(uri[7:]) if uri.startswith("file://") else settings.storage_root(uri),
+        trigger=TriggerRecord.from_dict(_trigger(context, erasure=True)),
     )

@@ -77,3 +77,8 @@ def landing_uri() -> str:
 
 def train_cli() -> str:
     return variable("securepipe_train_cli", str(REPO_ROOT / ".venv-train" / "bin" / "securepipe"))
+
+
+def policy_dir() -> Path:
+    """Where the named masking policies live (files changed by deployment, not through the UI)."""
+    return Path(variable("securepipe_policy_dir", str(REPO_ROOT / "policies")))

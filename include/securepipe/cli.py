@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "securepipe.crypto.cli",
     "securepipe.training.cli",
     "securepipe.audit.cli",
-    "securepipe.lineage.cli",
+    "securepipe.audit.lineage_cli",
     "securepipe.validation.cli",
     "securepipe.demo.cli",
     "securepipe.bench.cli",
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = commands.add_parser("bench", help="benchmarks that print one JSON object")
     bench = bench_parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a concern not present in this build
-        module.register(commands, bench)
+        importlib.import_module(name).register(commands, bench)
     return parser
 
 

@@ -50,9 +50,9 @@ class AuditSettings:
     aws: AwsSettings
     storage_root: Path | None = None
     landing_uri: str | None = None
+    policy_dir: Path | None = None  # the named masking policies; the landing input's last run names one
     log_dir: Path | None = None
     metadata_db_url: str | None = None
-    dataset: str = "patients"
     sample_rows: int = 2000
     retention: list = field(default_factory=list)  # RetentionPolicy
     budget_limits: dict[str, float] = field(default_factory=dict)
@@ -79,11 +79,29 @@ class AuditSettings:
         return resolve_uri(uri, self.resolve_uri)
 
 
+def landing_policy(settings: AuditSettings):
+    """The masking policy of the last run that read the landing input (its manifest names it), so the
+    audit looks for the columns that run treated as identifying; the default policy before any run."""
+    from securepipe.audit.manifest import load_manifests
+    from securepipe.pii import load_policy
+
+    name = "default"
+    for _, manifest in load_manifests(settings.manifests_dir):  # oldest first: the last match wins
+        if isinstance(manifest, dict) and manifest.get("masking_policy") and any(
+                a.get("role") == "input" and a.get("uri") == settings.landing_uri
+                for a in manifest.get("artifacts") or []):
+            name = manifest["masking_policy"]
+    if name == "default":
+        return load_policy(None)
+    if settings.policy_dir is None:
+        raise SecurePipeError(f"the landing input was masked with policy {name!r}, but no policy directory is set")
+    return load_policy(settings.policy_dir / f"{name}.yaml")
+
+
 def sensitive_index(settings: AuditSettings):
     """Keyed hashes of every identifying value in the landing input (none kept in clear)."""
     from securepipe.audit.pii_scan import SensitiveValueIndex
     from securepipe.ingest import iter_frames
-    from securepipe.pii import load_policy
     from securepipe.pii.structured import classify_columns
 
     index = SensitiveValueIndex()
@@ -92,7 +110,7 @@ def sensitive_index(settings: AuditSettings):
     source = settings.open_uri(settings.landing_uri)
     if isinstance(source, Path) and not source.exists():
         return index
-    policy = load_policy(None)
+    policy = landing_policy(settings)
     columns = None
     for frame in iter_frames(source):
         if columns is None:
@@ -108,7 +126,7 @@ def _latest_masked_records(settings: AuditSettings) -> list[dict]:
     import pandas as pd
 
     from securepipe.crypto import decrypt_to_bytes
-    from securepipe.lineage.manifest import load_manifests
+    from securepipe.audit.manifest import load_manifests
 
     manifests = [m for _, m in load_manifests(settings.manifests_dir) if m]
     masked = [a for m in sorted(manifests, key=lambda m: m.get("created_at", ""))
@@ -155,7 +173,7 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
         from securepipe.erasure import ErasureSettings
 
         return {"settings": ErasureSettings(
-            erasure_run_id=settings.audit_run_id, dataset=settings.dataset, state_dir=settings.state_dir,
+            erasure_run_id=settings.audit_run_id, dataset=None, state_dir=settings.state_dir,
             kms_key_id=settings.kms_key_id, aws=settings.aws, storage_root=settings.storage_root,
             resolve_uri=settings.resolve_uri)}
     raise KeyError(name)

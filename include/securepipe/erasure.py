@@ -26,10 +26,11 @@ import base64
 import binascii
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from securepipe.audit.records import PiiCounts, TriggerRecord
 from securepipe.config import AwsSettings
 from securepipe.errors import CryptoError, InputError
 from securepipe.storage import resolve_uri
@@ -38,14 +39,15 @@ from securepipe.storage import resolve_uri
 @dataclass
 class ErasureSettings:
     erasure_run_id: str
-    dataset: str
+    dataset: str | None  # None: every dataset (the audit's erasures_honored check)
     state_dir: Path
     kms_key_id: str
     aws: AwsSettings
     storage_root: object  # Path or ObjectStoragePath
     landing_uri: str | None = None
-    subject_column: str = "patient_id"
+    subject_column: str | None = None  # default: the one each version's masking plan chose
     resolve_uri: Callable[[str], object] | None = None
+    trigger: TriggerRecord = field(default_factory=lambda: TriggerRecord.create("erasure"))
 
     def open_uri(self, uri: str):
         return resolve_uri(uri, self.resolve_uri)
@@ -118,7 +120,7 @@ def request_status(runs, *, now, deadline_hours: float = DEFAULT_DEADLINE_HOURS,
     metadata; completed: the `erasure.completed` audit payloads by path-safe run id, for the outcome
     (pseudonym tokens and counts, never the identifier). A run waits from submission until it ends;
     it is overdue while it has not ended past the deadline. Newest first."""
-    from securepipe.pipeline import safe_run_id
+    from securepipe.storage import safe_run_id
 
     rows = []
     for run in runs:
@@ -146,16 +148,26 @@ def subject_token(settings: ErasureSettings, subject_id: str, entity: str) -> st
 
 def _masked_versions(settings: ErasureSettings) -> list[tuple[dict, dict]]:
     """(manifest, masked artifact) for every masked version of the dataset still in storage."""
-    from securepipe.lineage.manifest import load_manifests
+    from securepipe.audit.manifest import load_manifests
 
     found = []
     for _, manifest in load_manifests(settings.state_dir / "manifests"):
-        if not manifest or manifest.get("dataset", settings.dataset) != settings.dataset:
+        if not manifest or (settings.dataset is not None
+                            and manifest.get("dataset", settings.dataset) != settings.dataset):
             continue
         for artifact in manifest.get("artifacts", []):
             if artifact.get("kind") == "masked" and settings.open_uri(artifact["uri"]).exists():
                 found.append((manifest, artifact))
     return found
+
+
+def _subject_column(settings: ErasureSettings, manifest: dict) -> str:
+    """The column that identifies a subject in this version: as configured, else as its masking plan chose."""
+    column = settings.subject_column or (manifest.get("masking_plan") or {}).get("subject_column")
+    if not column:
+        raise InputError(manifest.get("run_id", "manifest"),
+                         "the dataset version names no subject column (its masking plan found none)")
+    return column
 
 
 def _subject_entity(manifest: dict, column: str) -> str:
@@ -171,17 +183,19 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
 
     from securepipe.audit.log import state_audit_log
     from securepipe.crypto import decrypt_to_bytes, encrypt_bytes
-    from securepipe.lineage.manifest import artifact_record, build_manifest, write_manifest
+    from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
 
     validate_request(subject_id, settings.dataset)
     audit = state_audit_log(settings.state_dir, kms_key_id=settings.kms_key_id, aws=settings.aws)
     tokens, rewritten, rows_removed, artifacts, pii_report = set(), [], 0, [], {}
+    landing_column, plan = settings.subject_column, None
     for manifest, artifact in _masked_versions(settings):
-        token = subject_token(settings, subject_id, _subject_entity(manifest, settings.subject_column))
+        column = landing_column = _subject_column(settings, manifest)
+        token = subject_token(settings, subject_id, _subject_entity(manifest, column))
         tokens.add(token)
         source = settings.open_uri(artifact["uri"])
         frame = pd.read_parquet(io.BytesIO(decrypt_to_bytes(source, expected_context=artifact["encryption_context"])))
-        keep = frame[settings.subject_column].astype(str) != token
+        keep = frame[column].astype(str) != token
         if keep.all():
             continue
         buffer = io.BytesIO()
@@ -200,9 +214,10 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         ]
         source.unlink()
         pii_report.update(manifest.get("pii_report", {}))  # the new version is masked as its source was
+        plan = manifest.get("masking_plan") or plan  # and has its roles, so a later erasure finds its subject
         rewritten.append(manifest["run_id"])
         rows_removed += int((~keep).sum())
-    landing_rows, landing_before, landing_after = _erase_from_landing(settings, subject_id)
+    landing_rows, landing_before, landing_after = _erase_from_landing(settings, subject_id, landing_column)
     if landing_rows:  # record the new landing version, so lineage knows the change was ours
         artifacts += [
             artifact_record(settings.landing_uri, name="landing-before-erasure", kind="raw", role="input",
@@ -211,9 +226,10 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
         ]
     if artifacts:
         write_manifest(
-            build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger={"kind": "erasure"},
-                           artifacts=artifacts, pii_report=pii_report,
-                           extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens)}),
+            build_manifest(dag_id="erasure_request", run_id=settings.erasure_run_id, trigger=settings.trigger,
+                           artifacts=artifacts, pii_report=PiiCounts.from_dict(pii_report),
+                           extra={"dataset": settings.dataset, "erased_subject_tokens": sorted(tokens),
+                                  "masking_plan": plan}),
             manifests_dir=settings.state_dir / "manifests", audit_log=audit,
         )
     outcome = {"dataset": settings.dataset, "versions_rewritten": len(rewritten), "rows_removed": rows_removed,
@@ -223,14 +239,16 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
     return outcome
 
 
-def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> tuple[int, str | None, str | None]:
-    """Rewrite the landing CSV/Parquet without the subject's rows (compared after normalizing).
+def _erase_from_landing(settings: ErasureSettings, subject_id: str, column: str | None
+                        ) -> tuple[int, str | None, str | None]:
+    """Rewrite the landing CSV/Parquet without the subject's rows (compared after normalizing) in
+    `column`: the subject column of the latest masked version (None: no version, nothing to match).
 
     Returns the rows removed and the file's SHA-256 before and after."""
     from securepipe.ingest import input_format, iter_frames
     from securepipe.storage import atomic_write, sha256_file
 
-    if not settings.landing_uri:
+    if not settings.landing_uri or not column:
         return 0, None, None
     path = settings.open_uri(settings.landing_uri)
     if not path.exists():
@@ -239,9 +257,9 @@ def _erase_from_landing(settings: ErasureSettings, subject_id: str) -> tuple[int
     wanted = " ".join(subject_id.split()).casefold()
     import pandas as pd
 
-    frames = list(iter_frames(path, required_columns=[settings.subject_column]))
+    frames = list(iter_frames(path, required_columns=[column]))
     frame = pd.concat(frames)
-    keep = frame[settings.subject_column].astype(str).map(lambda v: " ".join(v.split()).casefold()) != wanted
+    keep = frame[column].astype(str).map(lambda v: " ".join(v.split()).casefold()) != wanted
     removed = int((~keep).sum())
     if removed:
         with atomic_write(path) as handle:
@@ -264,10 +282,11 @@ def erasures_honored(settings: ErasureSettings) -> dict:
               for t in e["payload"].get("subject_tokens", [])}
     offending = []
     for manifest, artifact in _masked_versions(settings) if erased else []:
+        column = _subject_column(settings, manifest)
         frame = pd.read_parquet(io.BytesIO(decrypt_to_bytes(settings.open_uri(artifact["uri"]),
                                                             expected_context=artifact["encryption_context"])),
-                                columns=[settings.subject_column])
-        hits = int(frame[settings.subject_column].astype(str).isin(erased).sum())
+                                columns=[column])
+        hits = int(frame[column].astype(str).isin(erased).sum())
         if hits:
             offending.append({"run_id": manifest["run_id"], "rows": hits})
     return {"check": "erasures_honored", "ok": not offending,

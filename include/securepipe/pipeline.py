@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import os
 import shutil
 import subprocess
@@ -27,11 +26,6 @@ from typing import Any
 
 from securepipe.config import AwsSettings
 from securepipe.errors import GateFailed, SecurePipeError
-
-
-def safe_run_id(airflow_run_id: str) -> str:
-    """Airflow run ids hold ':' and '+'; storage keys, ledger entries and manifests use this form."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", airflow_run_id)[:120]
 
 
 @dataclass
@@ -212,27 +206,11 @@ def mask_shard(run: RunSettings, shard: dict) -> dict:
     return record
 
 
-def merge_mask_reports(reports: list[dict]) -> dict:
-    """Per-column totals over shards: entity, operator and counts (never values)."""
-    total: dict = {"rows": 0, "columns": {}}
-    for part in reports:
-        total["rows"] += part["rows"]
-        for column, entry in part["columns"].items():
-            into = total["columns"].setdefault(
-                column, {k: v for k, v in entry.items() if k not in ("cells_masked", "cells_with_pii", "spans")})
-            for key in ("cells_masked", "cells_with_pii"):
-                if key in entry:
-                    into[key] = into.get(key, 0) + entry[key]
-            for entity, count in entry.get("spans", {}).items():
-                into.setdefault("spans", {})[entity] = into.setdefault("spans", {}).get(entity, 0) + count
-    return total
-
-
 def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
     """Decide the residual-PII gate over all shards, join them, enforce k-anonymity, publish encrypted."""
     import pandas as pd
 
-    from securepipe.pii import enforce_k_anonymity
+    from securepipe.pii import enforce_k_anonymity, merge_reports
     from securepipe.pii.gate import decide, merge_scans
     from securepipe.pii.structured import TablePlan
 
@@ -255,7 +233,7 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
     key = f"{run.dataset}/masked/{run.run_id}/dataset.parquet.enc"
     record = _store_frame(run, frame, key, run.context("masked-dataset"), kms)
     record["report"] = {
-        "pii": merge_mask_reports([s["report"] for s in ordered]),
+        "pii": merge_reports([s["report"] for s in ordered]),
         "k_anonymity": k_report,
         "plan": plan.describe(),
         "residual": {k: v for k, v in gate_report.items() if k != "columns"},
@@ -435,7 +413,7 @@ def privacy_gate(run: RunSettings, trained: dict) -> dict:
 
 
 def _artifact(record: dict, *, name: str, kind: str, role: str = "output") -> dict:
-    from securepipe.lineage.manifest import artifact_record
+    from securepipe.audit.manifest import artifact_record
 
     return artifact_record(record["uri"], name=name, kind=kind, role=role, kms_key_arn=record.get("kms_key_arn"),
                            encryption_context=record.get("context"), sha256=record["sha256"])
@@ -443,7 +421,8 @@ def _artifact(record: dict, *, name: str, kind: str, role: str = "output") -> di
 
 def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained: dict, verdict: dict) -> dict:
     """Write the signed lineage manifest (it records the audit head) and its audit entry; return a summary."""
-    from securepipe.lineage.manifest import build_manifest, write_manifest
+    from securepipe.audit.manifest import build_manifest, write_manifest
+    from securepipe.audit.records import PiiCounts, PrivacyRecord, TriggerRecord
     from securepipe.storage import sha256_file
 
     card = trained["card"]
@@ -454,36 +433,31 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
         _artifact(masked, name="masked-dataset", kind="masked"),
         _artifact(trained["model"], name="model", kind="model"),
     ]
-    pii = masked["report"]["pii"]
-    pii_counts = {
-        column: ({entry["entity"]: entry.get("cells_masked", entry.get("cells_with_pii", 0))}
-                 if "spans" not in entry else dict(entry["spans"]))
-        for column, entry in pii.get("columns", {}).items() if entry.get("operator") != "keep"
-    }
+    pii_counts = PiiCounts.from_mask_report(masked["report"]["pii"])
     metric_names = ("accuracy",)  # what the card releases inside ε; the rest stays with the gate
     manifest = build_manifest(
         dag_id=run.dag_id,
         run_id=run.run_id,
-        trigger={**run.trigger, "airflow_run_id": run.airflow_run_id},
+        trigger=TriggerRecord.from_dict(run.trigger),
         artifacts=artifacts,
         pii_report=pii_counts,
         masking_policy_hash=masked["report"].get("policy_sha256"),
-        privacy={"dataset": run.dataset, "epsilon": verdict["epsilon"], "delta": verdict["delta"],
-                 "target_epsilon": run.target_epsilon, "budget": verdict["budget"],
-                 "noise_multiplier": card.get("noise_multiplier"), "accountant": card.get("accountant"),
-                 "statement": card.get("privacy_statement")},
+        privacy=PrivacyRecord.from_ledger(verdict["budget"], epsilon=verdict["epsilon"], delta=verdict["delta"],
+                                          target_epsilon=run.target_epsilon,
+                                          noise_multiplier=card.get("noise_multiplier"),
+                                          accountant=card.get("accountant"), statement=card.get("privacy_statement")),
         model={"uri": trained["model"]["uri"], "sha256": trained["model"]["sha256"],
                "metrics": {k: card[k] for k in metric_names if isinstance(card.get(k), (int, float))},
                "device": card.get("device")},
         extra={"dataset": run.dataset, "rows_in": sum(int(s["rows"]) for s in shards),
                "rows_out": masked["rows"], "kms_key_id": run.kms_key_id, "k_anonymity": masked["report"]["k_anonymity"],
-               "masking_policy": run.policy_name},
+               "masking_policy": run.policy_name, "masking_plan": masked["report"]["plan"]},
     )
     written = write_manifest(manifest, manifests_dir=run.state_dir / "manifests", audit_log=audit_log(run))
     return {**written.as_dict(), "run_id": run.run_id, "rows_in": manifest["rows_in"], "rows_out": masked["rows"],
-            "pii_report": pii_counts, "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
+            "pii_report": manifest["pii_report"], "k_anonymity": masked["report"]["k_anonymity"], "privacy": manifest["privacy"],
             "model": manifest["model"], "kms_key_id": run.kms_key_id,
-            "masking_plan": masked["report"].get("plan"), "training_columns": card.get("data", {}).get("columns"),
+            "masking_plan": manifest["masking_plan"], "training_columns": card.get("data", {}).get("columns"),
             "outputs": {"masked-dataset": masked["uri"], "model": trained["model"]["uri"]},
             "audit_log": str(audit_log(run).path)}
 

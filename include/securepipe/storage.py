@@ -1,4 +1,4 @@
-"""Storage helpers shared by every stage: atomic writes and content hashes.
+"""Storage helpers shared by every stage: atomic writes, content hashes, and the rules for names and URIs.
 
 Threat model: nothing half-written may be visible. Local files are written to a
 temporary name in the same directory and renamed into place only when complete;
@@ -6,17 +6,43 @@ object stores (s3://) publish an object only when its upload completes, so the s
 contract holds there. Paths may be `str`, `pathlib.Path` or Airflow's
 `ObjectStoragePath` (anything with `.open()` and a URI), so file:// and s3:// share
 one code path.
+
+URI rules: a run id becomes a storage-safe name with `safe_run_id`; an input URI is
+accepted only inside its root (`uri_within`, which resolves `..` and links for
+file://, so path traversal cannot leave the landing zone); a local path is recorded
+as a file:// URI (`as_uri`).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
+
+
+def safe_run_id(airflow_run_id: str) -> str:
+    """Airflow run ids hold ':' and '+'; storage keys, ledger entries and manifests use this form."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", airflow_run_id)[:120]
+
+
+def uri_within(uri: str, root_uri: str) -> bool:
+    """True when `uri` lies under `root_uri`, after resolving `..` and links for file://."""
+    if uri.startswith("file://") and root_uri.startswith("file://"):
+        path = Path(uri[len("file://"):]).resolve()
+        root = Path(root_uri[len("file://"):]).resolve()
+        return path == root or root in path.parents
+    return uri.startswith(root_uri.rstrip("/") + "/") and "/../" not in uri and not uri.endswith("/..")
+
+
+def as_uri(location) -> str:
+    """A URI for a path or URI: object-store and file URIs as they are, local paths as absolute file://."""
+    text = str(location)
+    return text if "://" in text else Path(text).resolve().as_uri()
 
 
 def is_local(path) -> bool:

@@ -13,9 +13,10 @@ SECUREPIPE = [sys.executable, "-m", "securepipe.cli"]
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, kms_env):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SECUREPIPE_")}
     environment["SECUREPIPE_STATE_DIR"] = str(tmp_path / "state")
+    environment["SECUREPIPE_KMS_KEY_ID"] = kms_env.key_arn
     return environment
 
 
@@ -29,13 +30,19 @@ def test_append_creates_then_verify_holds(tmp_path, env):
                 '{"type": "operator.key_rotation", "payload": {"key": "alias/securepipe-demo"}}')
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["seq"] == 0
-    assert "UNWRAPPED" in first.stderr  # the loud warning without KMS
     flat = cli(env, "audit", "append", "--log", str(log), "--event", '{"note": "manual review done"}')
     assert json.loads(flat.stdout) == {"seq": 1, "hash": json.loads(flat.stdout)["hash"], "event": "operator.event"}
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert entries[0]["event"] == "operator.key_rotation" and entries[1]["payload"]["note"] == "manual review done"
     ok = cli(env, "audit", "verify", "--log", str(log))
     assert ok.returncode == 0 and "2 entries" in ok.stdout
+
+
+def test_append_without_a_kms_key_signs_nothing(tmp_path, env):
+    del env["SECUREPIPE_KMS_KEY_ID"]
+    reply = cli(env, "audit", "append", "--log", str(tmp_path / "a.jsonl"), "--event", '{"note": "x"}')
+    assert reply.returncode == 5 and "never stored unwrapped" in reply.stderr
+    assert not (tmp_path / "a.jsonl").exists()
 
 
 @pytest.mark.parametrize("event,message", [
@@ -72,7 +79,7 @@ def test_report_writes_html_and_json(tmp_path, env):
     assert summary["ok"] and summary["html"] == str(out)
     assert 'id="verdict"' in out.read_text()
     report = json.loads(out.with_suffix(".json").read_text())
-    assert {c["check"] for c in report["checks"]} == {"audit_chain", "lineage_complete"}
+    assert {c["check"] for c in report["checks"]} == {"audit_chain", "lineage_complete", "kms_key"}
 
 
 def test_verify_finds_the_key_kept_next_to_the_log(tmp_path, env):

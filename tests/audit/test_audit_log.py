@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import os
 import stat
@@ -10,8 +9,12 @@ import stat
 import pytest
 
 from securepipe.audit.log import AuditLog, GENESIS_HASH, entry_hash, head_path, verify_log
-from securepipe.audit.signing import create_signing_key, get_signing_key, load_signing_key
+from securepipe.audit.signing import KEY_FILE_NAME, SigningKey, get_signing_key
 from securepipe.errors import AuditError, CryptoError
+
+
+def random_key() -> SigningKey:
+    return SigningKey.from_secret(os.urandom(32))
 
 
 def make_log(tmp_path, n=5) -> AuditLog:
@@ -165,27 +168,20 @@ def test_head_lagging_after_a_crash_is_not_tampering(state):
 
 def test_wrong_key_is_detected(state):
     log = make_log(state)
-    other = create_signing_key(state / "other-key.json")
-    verdict = verify_log(log.path, key=other)
+    verdict = verify_log(log.path, key=random_key())
     assert not verdict.ok and verdict.first_bad_line == 1 and "not the verifying key" in verdict.reason
 
 
 def test_same_key_id_different_secret_is_detected(state):
     log = make_log(state)
-    real = get_signing_key()
-    forged_path = state / "forged-key.json"
-    create_signing_key(forged_path)
-    record = json.loads(forged_path.read_text())
-    record["key_id"] = real.key_id
-    forged_path.write_text(json.dumps(record))
-    verdict = verify_log(log.path, key=load_signing_key(forged_path))
+    forged = SigningKey(get_signing_key().key_id, os.urandom(32))
+    verdict = verify_log(log.path, key=forged)
     assert not verdict.ok and verdict.first_bad_line == 1 and "signature does not verify" in verdict.reason
 
 
 def test_verify_without_signatures_checks_structure_only(state):
     log = make_log(state)
-    attacker_key = create_signing_key(state / "k2.json")
-    write_lines(log, edit_line(1, rehash_and_resign_with(attacker_key))(read_lines(log)))
+    write_lines(log, edit_line(1, rehash_and_resign_with(random_key()))(read_lines(log)))
     # The attacker's consistent rewrite of one entry still breaks the chain at the next one.
     verdict = verify_log(log.path, check_signatures=False)
     assert not verdict.ok and verdict.first_bad_line == 3 and not verdict.signatures_checked
@@ -226,7 +222,7 @@ def test_append_refuses_a_cut_off_tail(state):
 
 def test_existing_log_without_key_is_not_given_a_new_key(state):
     log = make_log(state, n=2)
-    (state / "state" / "evidence-signing-key.json").unlink()
+    (state / "state" / KEY_FILE_NAME).unlink()
     with pytest.raises(AuditError, match="not found"):
         AuditLog(log.path).append("pipeline.step", {})
 
@@ -255,29 +251,27 @@ def test_concurrent_appends_keep_the_chain(state):
         sorted((w, i) for w in range(4) for i in range(25))
 
 
-def test_unprotected_key_is_0600_and_warned_about(state, caplog):
-    with caplog.at_level(logging.WARNING):
+def test_without_a_kms_key_nothing_is_signed(state, monkeypatch):
+    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID")
+    with pytest.raises(AuditError, match="never stored unwrapped"):
         make_log(state, n=1)
-    key_file = state / "state" / "evidence-signing-key.json"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert any("UNWRAPPED" in r.getMessage() for r in caplog.records)
-    os.chmod(key_file, 0o644)
-    with pytest.raises(AuditError, match="0600"):
-        load_signing_key(key_file)
+    assert not (state / "state" / KEY_FILE_NAME).exists()
 
 
-def test_kms_wrapped_key(state, kms_env):
-    log = AuditLog(state / "audit.jsonl", kms_key_id=kms_env.key_arn)
-    log.append("pipeline.start", {"rows": 3})
-    key_file = state / "state" / "evidence-signing-key.json"
+def test_signing_key_is_a_kms_wrapped_secret(state, kms_env):
+    log = make_log(state, n=1)
+    key_file = state / "state" / KEY_FILE_NAME
     record = json.loads(key_file.read_text())
-    assert record["wrapping"] == "kms" and "key_b64" not in record
-    assert record["kms_key_arn"] == kms_env.key_arn
-    assert verify_log(log.path).ok  # a fresh process-level load unwraps through KMS
+    assert record["format"] == "securepipe-wrapped-secret" and record["purpose"] == "evidence-signing"
+    assert record["kms_key_id"] == kms_env.key_arn
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = get_signing_key(key_file)
+    assert key._secret.hex() not in key_file.read_text() and key._secret.hex() not in repr(key)
+    assert verify_log(log.path).ok
     # A tampered wrapped key is refused by KMS rather than yielding a wrong key.
-    blob = bytearray(json.loads(key_file.read_text())["ciphertext_b64"].encode())
+    blob = bytearray(record["wrapped"].encode())
     blob[-6:-2] = b"AAAA" if blob[-6:-2] != b"AAAA" else b"BBBB"
-    record["ciphertext_b64"] = blob.decode()
+    record["wrapped"] = blob.decode()
     key_file.write_text(json.dumps(record))
     with pytest.raises(CryptoError):
-        load_signing_key(key_file)
+        get_signing_key(key_file)

@@ -12,7 +12,8 @@ from securepipe.audit import checks
 from securepipe.audit.checks import RetentionPolicy
 from securepipe.audit.log import AuditLog, head_path
 from securepipe.audit.pii_scan import SensitiveValueIndex
-from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
+from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
+from securepipe.audit.records import PiiCounts, PrivacyRecord, TriggerRecord
 
 SENSITIVE = ["Jane Q. Doe", "jane.doe@example.com", "555-123-4567", "123-45-6789", "MRN-0012345",
              "42 Elm Street, Springfield", "F", "12"]
@@ -132,7 +133,8 @@ def test_kms_key_check(state, kms_env):
     assert not checks.check_kms_key("alias/does-not-exist")["ok"]
 
 
-def test_kms_key_check_without_key_configured(state):
+def test_kms_key_check_without_key_configured(state, monkeypatch):
+    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID")
     outcome = checks.check_kms_key(None)
     assert not outcome["ok"] and "no KMS key" in outcome["details"]["reason"]
 
@@ -150,15 +152,16 @@ def evidence(state):
     model.write_bytes(b"w")
     arn, ctx = "arn:aws:kms:us-east-1:1:key/k", {"dataset": "patients"}
     ingest = build_manifest(
-        dag_id="ingest_and_mask", run_id="run-1", trigger=trigger_info("asset_event"),
+        dag_id="ingest_and_mask", run_id="run-1", trigger=TriggerRecord.create("asset"),
         artifacts=[artifact_record(source, name="drop", kind="source", role="input"),
                    artifact_record(masked, name="masked", kind="masked", kms_key_arn=arn, encryption_context=ctx)],
-        pii_report={"notes": {"PERSON": 4}})
+        pii_report=PiiCounts.from_dict({"notes": {"PERSON": 4}}))
     training = build_manifest(
-        dag_id="secure_training", run_id="run-2", trigger=trigger_info("asset_event"),
+        dag_id="secure_training", run_id="run-2", trigger=TriggerRecord.create("asset"),
         artifacts=[artifact_record(masked, name="masked", kind="masked", role="input", kms_key_arn=arn,
                                    encryption_context=ctx),
                    artifact_record(model, name="model", kind="model", kms_key_arn=arn, encryption_context=ctx)],
+        privacy=PrivacyRecord("patients", 1.0, 1e-5, budget_epsilon=3.0, budget_left=2.0),
         model={"uri": model.resolve().as_uri(), "sha256": "c" * 64, "metrics": {"auc": 0.7}})
     written = [write_manifest(m, audit_log=log) for m in (ingest, training)]
     log.append("pipeline.end", {})
@@ -226,13 +229,21 @@ def test_lineage_incomplete_cases(evidence, state):
     assert {p["problem"] for p in outcome["details"]["locations"]} == {"content changed since the run recorded it"}
 
     orphan = build_manifest(
-        dag_id="secure_training", run_id="run-9", trigger=trigger_info("manual"),
+        dag_id="secure_training", run_id="run-9", trigger=TriggerRecord.create("manual"),
         artifacts=[{"name": "mystery", "kind": "masked", "role": "input", "uri": "file:///x", "sha256": "d" * 64,
                     "kms_key_arn": None, "encryption_context": {}}])
     write_manifest(orphan, audit_log=evidence["log"])
     evidence["masked"].write_bytes(b"m")
     problems = {p["problem"] for p in checks.check_lineage_complete()["details"]["locations"]}
     assert problems == {"no kms_key_arn", "no encryption_context", "input not produced by any recorded run"}
+
+    # A run whose trigger and privacy records were never written: the page would show empty cells.
+    unrecorded = build_manifest(dag_id="secure_training", run_id="run-10", trigger=TriggerRecord(None), artifacts=[],
+                                model={"uri": evidence["model"].resolve().as_uri(), "sha256": "e" * 64})
+    write_manifest(unrecorded, audit_log=evidence["log"])
+    problems = {p["problem"] for p in checks.check_lineage_complete()["details"]["locations"]
+                if p["manifest"].startswith("secure_training__run-10")}
+    assert problems == {"trigger has no known kind", "model without a privacy record (budget left)"}
 
 
 # --- privacy budgets ----------------------------------------------------------------------------
@@ -425,15 +436,15 @@ def test_record_and_require(state):
 
 def test_lineage_accepts_a_file_rewritten_by_a_recorded_run_but_not_behind_its_back(state):
     from securepipe.audit.checks import check_lineage_complete
-    from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
+    from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
 
     landing = state / "landing.csv"
     landing.write_text("v1\n")
     first = artifact_record(landing, name="landing", kind="raw", role="input")
-    write_manifest(build_manifest(dag_id="secure_training", run_id="r1", trigger=trigger_info("manual"),
+    write_manifest(build_manifest(dag_id="secure_training", run_id="r1", trigger=TriggerRecord.create("manual"),
                                   artifacts=[first]))
     landing.write_text("v2\n")  # an erasure rewrites the landing file and records the new version
-    write_manifest(build_manifest(dag_id="erasure_request", run_id="e1", trigger=trigger_info("manual"),
+    write_manifest(build_manifest(dag_id="erasure_request", run_id="e1", trigger=TriggerRecord.create("manual"),
                                   artifacts=[artifact_record(landing, name="landing", kind="raw")]))
     assert check_lineage_complete()["ok"]
     landing.write_text("v3, edited by hand\n")

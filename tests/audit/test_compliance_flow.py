@@ -18,7 +18,9 @@ from securepipe.audit import checks
 from securepipe.audit.log import AuditLog, head_path
 from securepipe.audit.pii_scan import SensitiveValueIndex
 from securepipe.audit.report import build_report, write_report
-from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
+from securepipe.audit.signing import KEY_FILE_NAME
+from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
+from securepipe.audit.records import PiiCounts, TriggerRecord
 from securepipe.training.ledger import PrivacyLedger
 
 CHECK_NAMES = ("storage_encrypted", "kms_key", "audit_chain", "privacy_budgets", "lineage_complete", "retention",
@@ -77,11 +79,11 @@ def audit_env(tmp_path, kms_env, monkeypatch):
     encrypt_file(landing, evidence.storage / "masked" / "patients.enc", key_id=kms_env.key_arn, context=context)
     evidence.log.append("pipeline.start", {"rows": 2})
     write_manifest(build_manifest(
-        dag_id="secure_training", run_id="run-1", trigger=trigger_info("schedule"),
+        dag_id="secure_training", run_id="run-1", trigger=TriggerRecord.create("schedule"),
         artifacts=[artifact_record(landing, name="raw-input", kind="raw", role="input"),
                    artifact_record(evidence.storage / "masked" / "patients.enc", name="masked", kind="masked",
                                    kms_key_arn=kms_env.key_arn, encryption_context=context)],
-        pii_report={"name": {"PERSON": 2}, "phone": {"PHONE_NUMBER": 2}}),
+        pii_report=PiiCounts.from_dict({"name": {"PERSON": 2}, "phone": {"PHONE_NUMBER": 2}})),
         manifests_dir=evidence.state / "manifests", audit_log=evidence.log)
     evidence.ledger.set_budget("patients", 4.0, 1e-4)
     evidence.ledger.charge("patients", "v1", "run-1", 1.5, 1e-5)
@@ -120,7 +122,7 @@ def test_clean_evidence_passes_every_check(audit_env):
     assert report["ok"] and report["passed"] == len(CHECK_NAMES)
     assert [c["check"] for c in json.loads(open(paths["json"]).read())["checks"]] == list(CHECK_NAMES)
     assert audit_env.log.verify().ok  # the verdicts themselves went into the chain
-    assert json.loads((audit_env.state / "evidence-signing-key.json").read_text())["wrapping"] == "kms"
+    assert json.loads((audit_env.state / KEY_FILE_NAME).read_text())["purpose"] == "evidence-signing"
 
 
 def _plaintext_in_storage(evidence):

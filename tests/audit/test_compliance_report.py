@@ -12,9 +12,9 @@ from securepipe.audit.report import build_report, render_html, svg_epsilon_chart
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch):
+def state(tmp_path, monkeypatch, kms_env):
     monkeypatch.setenv("SECUREPIPE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("SECUREPIPE_KMS_KEY_ID", raising=False)
+    monkeypatch.setenv("SECUREPIPE_KMS_KEY_ID", kms_env.key_arn)
     from securepipe.training.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(tmp_path / "state")
@@ -46,11 +46,12 @@ def test_report_contents_and_history(state):
 
 
 def test_html_is_self_contained_escaped_and_has_plots(state):
-    from securepipe.lineage.manifest import build_manifest, trigger_info, write_manifest
+    from securepipe.audit.manifest import build_manifest, write_manifest
+    from securepipe.audit.records import PiiCounts, TriggerRecord
 
     for run, found in (("r1", 5), ("r2", 7)):
-        write_manifest(build_manifest(dag_id="ingest", run_id=run, trigger=trigger_info("schedule"), artifacts=[],
-                                      pii_report={"notes": {"PERSON": found}}))
+        write_manifest(build_manifest(dag_id="ingest", run_id=run, trigger=TriggerRecord.create("schedule"), artifacts=[],
+                                      pii_report=PiiCounts.from_dict({"notes": {"PERSON": found}})))
     page = render_html(build_report([checks.result("access_review", False, users=["<b>x</b>"])]))
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>x</b>" not in page
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # nothing fetched from anywhere

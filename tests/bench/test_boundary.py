@@ -1,4 +1,5 @@
-"""Benchmarks live outside the runtime: no runtime module imports `securepipe.bench`."""
+"""Benchmarks live outside the runtime: no runtime module imports `securepipe.bench`, and the per-concern
+`bench` modules (with the generated corpus they score) are reached only from a CLI's bench command."""
 from __future__ import annotations
 
 import ast
@@ -23,6 +24,17 @@ def test_no_runtime_module_imports_the_bench_package():
     offenders = sorted(str(p.relative_to(PACKAGE)) for p in runtime
                        if any(name == "securepipe.bench" or name.startswith("securepipe.bench.")
                               for name in _imports(p)))
+    assert offenders == []
+
+
+def _is_measurement(module: str) -> bool:
+    return module.endswith(".bench") or module == "securepipe.pii.corpus"
+
+
+def test_per_concern_benchmarks_are_imported_only_by_cli_bench_commands():
+    runtime = [p for p in PACKAGE.rglob("*.py")
+               if p.name not in ("cli.py", "bench.py", "corpus.py") and "bench" not in p.relative_to(PACKAGE).parts]
+    offenders = sorted(str(p.relative_to(PACKAGE)) for p in runtime if any(map(_is_measurement, _imports(p))))
     assert offenders == []
 
 

@@ -39,6 +39,7 @@ def test_every_artifact_is_rewrapped_once_still_decrypts_and_a_left_behind_one_i
 def test_rewrap_state_moves_the_evidence_signing_key_so_the_old_key_can_go(tmp_path, kms, kms_admin, new_key):
     from securepipe.audit.log import state_audit_log
     from securepipe.crypto.rotation import rewrap_state
+    from securepipe.crypto.secrets import EVIDENCE_SIGNING_KEY_FILE
 
     old_id, old = new_key()
     _, new = new_key()
@@ -48,7 +49,7 @@ def test_rewrap_state_moves_the_evidence_signing_key_so_the_old_key_can_go(tmp_p
     assert moved["kms_key_id_before"] == old and moved["kms_key_id"] == new
     import json
 
-    assert json.loads((state / "evidence-signing-key.json").read_text())["kms_key_arn"] == new
+    assert json.loads((state / EVIDENCE_SIGNING_KEY_FILE).read_text())["kms_key_id"] == new
     kms_admin.disable_key(KeyId=old_id)  # (moto still serves disabled keys: the line above is the proof)
     log = state_audit_log(state, kms_key_id=new)  # a fresh process: unwraps the key under the new KMS key
     log.append("test.after", {"n": 2})

@@ -131,8 +131,8 @@ def test_erasure_removes_the_subject_and_the_audit_proves_it(deployment, kms_env
     import pandas as pd
 
     from securepipe.crypto import decrypt_to_bytes
+    from securepipe.audit.manifest import load_manifests
     from securepipe.erasure import seal_subject_id
-    from securepipe.lineage.manifest import load_manifests
 
     dags, work, landing = deployment
     subject = generate_patients(400, seed=8)["patient_id"].iloc[5]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from securepipe.pipeline import safe_run_id
+from securepipe.storage import safe_run_id
 from securepipe.synth import write_patients
 
 from .conftest import is_ciphertext_bytes, start_worker, stored_objects

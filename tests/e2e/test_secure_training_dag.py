@@ -1,8 +1,10 @@
 """secure_training end to end with dag.test() on ~500 rows: real KMS emulator, real training venv."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,26 @@ def test_model_trained_and_epsilon_recorded(dag_run):
     ledger = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
     (charge,) = ledger["runs"].values()
     assert charge["epsilon"] == pytest.approx(card["epsilon"])
+
+
+def _compliance_plugin():
+    path = Path(__file__).resolve().parents[2] / "plugins" / "compliance_plugin.py"
+    spec = importlib.util.spec_from_file_location("compliance_plugin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compliance_page_shows_who_triggered_the_run_and_the_budget_left(dag_run):
+    """The evidence a real run wrote, read through the Compliance page's own code (no fixtures)."""
+    _, work, _ = dag_run
+    plugin = _compliance_plugin()
+    summary = plugin.gather_summary(work / "securepipe-state")
+    (run,) = [r for r in summary["runs"] if r.get("dag_id") == "secure_training"]
+    assert run["trigger"] == "manual" and run["user"] == "dag_test"  # dag.test() triggers as "dag_test"
+    ledger = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
+    (charge,) = ledger["runs"].values()
+    assert run["budget_left"] == pytest.approx(ledger["budget"]["epsilon"] - charge["epsilon"])
+    assert run["epsilon"] == pytest.approx(charge["epsilon"]) and run["pii_found"] > 0
+    row = re.search(r'<table id="runs">.*?</table>', plugin.render_index(summary, "auditor"), re.S).group(0)
+    assert "manual by dag_test" in row and f"<td>{run['budget_left']}</td>" in row

@@ -11,10 +11,11 @@ import pytest
 from securepipe.audit.log import AuditLog
 from securepipe.audit.signing import get_signing_key
 from securepipe.errors import AuditError, InputError
-from securepipe.lineage.manifest import (
-    artifact_record, build_manifest, find_manifests, manifest_file_name, trigger_info, verify_manifest_signature,
+from securepipe.audit.manifest import (
+    artifact_record, build_manifest, find_manifests, manifest_file_name, verify_manifest_signature,
     write_manifest,
 )
+from securepipe.audit.records import PiiCounts, PrivacyRecord, RunManifest, TriggerRecord
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0000"
 
@@ -24,12 +25,12 @@ def sample_manifest(tmp_path, run_id="manual__2026-11-26T05:00:00+00:00", dag_id
     artifact.write_bytes(b"ciphertext stand-in")
     return build_manifest(
         dag_id=dag_id, run_id=run_id,
-        trigger=trigger_info("manual", user="ops", params={"epsilon": 3.0}),
+        trigger=TriggerRecord.create("manual", user="ops", params={"epsilon": 3.0}),
         artifacts=[artifact_record(artifact, name="masked", kind="masked", kms_key_arn=KEY_ARN,
                                    encryption_context={"dataset": "patients", "purpose": "masked"})],
-        pii_report={"notes": {"PERSON": 3, "PHONE_NUMBER": 2}, "email": {"EMAIL_ADDRESS": 5}},
+        pii_report=PiiCounts.from_dict({"notes": {"PERSON": 3, "PHONE_NUMBER": 2}, "email": {"EMAIL_ADDRESS": 5}}),
         masking_policy_hash="sha256:" + "a" * 64,
-        privacy={"dataset": "patients", "epsilon": 1.2, "delta": 1e-5, "budget_epsilon": 8.0, "budget_left": 6.8},
+        privacy=PrivacyRecord.from_dict({"dataset": "patients", "epsilon": 1.2, "delta": 1e-5, "budget_epsilon": 8.0, "budget_left": 6.8}),
         model={"uri": "file:///models/m.enc", "sha256": "b" * 64, "metrics": {"auc": 0.71}},
     )
 
@@ -74,12 +75,12 @@ def test_edited_manifest_fails_verification(state, change, reason):
 
 
 def test_redacted_params_never_stored_in_clear(state):
-    trigger = trigger_info("manual", user="ops", params={"subject_id": "MRN-0012345", "dry_run": True},
+    trigger = TriggerRecord.create("manual", user="ops", params={"subject_id": "MRN-0012345", "dry_run": True},
                            redact=("subject_id",))
-    text = json.dumps(trigger)
-    assert "0012345" not in text and trigger["params"]["subject_id"].startswith("hmac-sha256:")
-    again = trigger_info("manual", params={"subject_id": "MRN-0012345"}, redact=("subject_id",))
-    assert again["params"]["subject_id"] == trigger["params"]["subject_id"]  # stable: an auditor can match it
+    text = json.dumps(trigger.as_dict())
+    assert "0012345" not in text and trigger.params["subject_id"].startswith("hmac-sha256:")
+    again = TriggerRecord.create("manual", params={"subject_id": "MRN-0012345"}, redact=("subject_id",))
+    assert again.params["subject_id"] == trigger.params["subject_id"]  # stable: an auditor can match it
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -87,17 +88,39 @@ def test_redacted_params_never_stored_in_clear(state):
 ])
 def test_trigger_kind_is_validated(state, kwargs, message):
     with pytest.raises(AuditError, match=message):
-        trigger_info(**kwargs)
+        TriggerRecord.create(**kwargs)
+
+
+@pytest.mark.parametrize("run_type,erasure,kind", [
+    ("scheduled", False, "schedule"), ("backfill", False, "schedule"), ("DagRunType.MANUAL", False, "manual"),
+    ("asset_triggered", False, "asset"), ("manual", True, "erasure"),
+])
+def test_trigger_kind_from_airflow_run_type(run_type, erasure, kind):
+    record = TriggerRecord.from_airflow(run_type, user="ops", erasure=erasure, airflow_run_id="r1")
+    assert (record.kind, record.user, record.airflow_run_id) == (kind, "ops", "r1")
+
+
+def test_unknown_airflow_run_type_is_refused():
+    with pytest.raises(AuditError, match="unknown Airflow run type"):
+        TriggerRecord.from_airflow("operator_whim", user=None)
+
+
+def test_readers_see_what_the_writer_wrote(state):
+    written = write_manifest(sample_manifest(state), manifests_dir=state / "m", audit_log=AuditLog(state / "a.jsonl"))
+    summary = RunManifest.from_dict(json.loads(written.path.read_text())).summary()
+    assert (summary["trigger"], summary["user"], summary["budget_left"]) == ("manual", "ops", 6.8)
+    assert summary["pii_found"] == 10 and summary["pii_by_type"]["PERSON"] == 3
+    assert RunManifest.from_dict({}).summary()["trigger"] is None  # a damaged manifest still lists
 
 
 def test_build_manifest_rejects_incomplete_artifacts(state):
     with pytest.raises(AuditError, match="artifact 0 lacks"):
-        build_manifest(dag_id="d", run_id="r", trigger=trigger_info("schedule"), artifacts=[{"name": "x"}])
+        build_manifest(dag_id="d", run_id="r", trigger=TriggerRecord.create("schedule"), artifacts=[{"name": "x"}])
     with pytest.raises(AuditError, match="clash"):
-        build_manifest(dag_id="d", run_id="r", trigger=trigger_info("schedule"), artifacts=[],
+        build_manifest(dag_id="d", run_id="r", trigger=TriggerRecord.create("schedule"), artifacts=[],
                        extra={"run_id": "other"})
     with pytest.raises(AuditError, match="not JSON"):
-        build_manifest(dag_id="d", run_id="r", trigger=trigger_info("schedule"), artifacts=[],
+        build_manifest(dag_id="d", run_id="r", trigger=TriggerRecord.create("schedule"), artifacts=[],
                        extra={"blob": object()})
 
 

@@ -94,6 +94,7 @@ def test_merge_reports_adds_counts():
     merged = merge_reports([a, b])
     assert merged["rows"] == 5 and merged["columns"]["e"]["cells_masked"] == 5
     assert merged["columns"]["n"]["spans"] == {"PERSON": 3, "AGE": 1}
+    assert merged["columns"]["n"]["cells_with_pii"] == 3 and merged["columns"]["n"]["entity"] == "FREE_TEXT"
 
 
 def test_cli_pseudonyms_are_stable_across_runs_with_kms(tmp_path, kms_env):

@@ -119,7 +119,7 @@ def test_each_path_ended_as_expected(canary_runs):
 def test_failed_runs_published_nothing(canary_runs):
     runs, work, *_ = canary_runs
     published = {p.parent.name for p in (work / "storage").rglob("dataset.parquet.enc")}
-    from securepipe.pipeline import safe_run_id
+    from securepipe.storage import safe_run_id
 
     safe_ids = {safe_run_id(r.run_id) for r in runs.values()}
     assert published & safe_ids == {safe_run_id(runs["success"].run_id)}

@@ -29,15 +29,18 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
 RUN_ID = "manual__2026-11-26T05:00:00+00:00"
 
 
-def seed_evidence(state: Path) -> None:
-    """Evidence as the DAGs leave it, written through the library under test."""
+def seed_evidence(state: Path, kms_key_arn: str) -> None:
+    """Evidence as the DAGs leave it, written through the library under test (signed under a key that
+    the emulator's KMS key wraps)."""
     saved = os.environ.get("SECUREPIPE_STATE_DIR"), os.environ.pop("SECUREPIPE_KMS_KEY_ID", None)
     os.environ["SECUREPIPE_STATE_DIR"] = str(state)
+    os.environ["SECUREPIPE_KMS_KEY_ID"] = kms_key_arn
     try:
         from securepipe.audit import checks
         from securepipe.audit.log import AuditLog
         from securepipe.audit.report import build_report, write_report
-        from securepipe.lineage.manifest import artifact_record, build_manifest, trigger_info, write_manifest
+        from securepipe.audit.manifest import artifact_record, build_manifest, write_manifest
+        from securepipe.audit.records import PiiCounts, PrivacyRecord, TriggerRecord
         from securepipe.training.ledger import PrivacyLedger
 
         log = AuditLog()
@@ -47,19 +50,19 @@ def seed_evidence(state: Path) -> None:
         landing.write_text("stand-in\n")
         masked.write_bytes(b"stand-in")
         write_manifest(build_manifest(
-            dag_id="ingest_and_mask", run_id="scheduled__2026-11-25T00:00:00+00:00", trigger=trigger_info("schedule"),
+            dag_id="ingest_and_mask", run_id="scheduled__2026-11-25T00:00:00+00:00", trigger=TriggerRecord.create("schedule"),
             artifacts=[artifact_record(landing, name="landing", kind="raw", role="input"),
                        artifact_record(masked, name="masked", kind="masked", kms_key_arn=arn, encryption_context=ctx)],
-            pii_report={"notes": {"PERSON": 31, "PHONE_NUMBER": 9}, "email": {"EMAIL_ADDRESS": 200}}), audit_log=log)
+            pii_report=PiiCounts.from_dict({"notes": {"PERSON": 31, "PHONE_NUMBER": 9}, "email": {"EMAIL_ADDRESS": 200}})), audit_log=log)
         # The first audit runs before any training: no ledger yet, so its budget check fails.
         write_report(build_report([checks.run_check("audit_chain"), checks.run_check("privacy_budgets")],
                                   run_id="compliance_audit__0"))
         write_manifest(build_manifest(
-            dag_id="secure_training", run_id=RUN_ID, trigger=trigger_info("manual", user="ops", params={"epsilon": 3}),
+            dag_id="secure_training", run_id=RUN_ID, trigger=TriggerRecord.create("manual", user="ops", params={"epsilon": 3}),
             artifacts=[artifact_record(masked, name="masked", kind="masked", role="input", kms_key_arn=arn,
                                        encryption_context=ctx)],
-            pii_report={"notes": {"PERSON": 12, "PHONE_NUMBER": 4}},
-            privacy={"dataset": "patients", "epsilon": 1.25, "delta": 1e-5, "budget_left": 6.75},
+            pii_report=PiiCounts.from_dict({"notes": {"PERSON": 12, "PHONE_NUMBER": 4}}),
+            privacy=PrivacyRecord.from_dict({"dataset": "patients", "epsilon": 1.25, "delta": 1e-5, "budget_left": 6.75}),
             model={"uri": "file:///models/model.enc", "sha256": "ab" * 32, "metrics": {"auc": 0.72}}), audit_log=log)
         ledger = PrivacyLedger(state)
         for name, budget, spends in (("patients", 8.0, [1.0, 0.75, 1.25]), ("visits", 3.0, [0.5, 0.5])):
@@ -76,6 +79,7 @@ def seed_evidence(state: Path) -> None:
         write_report(build_report(results, run_id="compliance_audit__1"))
     finally:
         os.environ.pop("SECUREPIPE_STATE_DIR")
+        os.environ.pop("SECUREPIPE_KMS_KEY_ID")
         if saved[0] is not None:
             os.environ["SECUREPIPE_STATE_DIR"] = saved[0]
         if saved[1] is not None:
@@ -99,7 +103,7 @@ def wait_for_api(stack: AirflowStack, timeout: float = 120) -> None:
 def airflow_api(tmp_path_factory, kms_env):
     home = tmp_path_factory.mktemp("airflow-home")
     state = home / "securepipe-state"
-    seed_evidence(state)
+    seed_evidence(state, kms_env.key_arn)
     # The emulator's KMS: erasure requests are sealed with it on the api-server.
     config = StackConfig(home=home, api_port=free_port(), sql_alchemy_conn=f"sqlite:///{home / 'airflow.db'}",
                          extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1", **kms_env.env})

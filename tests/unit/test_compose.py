@@ -48,7 +48,7 @@ def test_gpu_worker_serves_gpu_queue_with_device_reservation():
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     cpu = SERVICES["worker-cpu"]["command"]
     assert cpu[cpu.index("-q") + 1] == "default"
-    # Two workers on one host need distinct log-server ports (AIRFLOW3-RECIPE).
+    # Two workers on one host need distinct log-server ports, or the second one cannot serve its logs.
     assert worker["environment"].get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
 
 

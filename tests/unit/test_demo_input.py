@@ -56,7 +56,10 @@ def test_summary_says_what_was_masked_and_which_columns_the_model_used(tmp_path)
                          "sensitive_column": "dx", "warnings": ["column 'zip' named by the policy is not in the table"]},
         "training_columns": {"dx": "categorical (3 categories one-hot, rare ones as (other))",
                              "visit_note": "left out: free text", "outcome": "label"},
+        "privacy": {"dataset": "patients", "epsilon": 1.0, "delta": 1e-5, "budget_epsilon": 10.0, "spent_epsilon": 1.0,
+                    "budget_left": 9.0, "runs": 1, "composition": "basic"},
     }
     text = render_summary(published, tasks={"a": "success"}, home=tmp_path, seconds=1.0)
     assert "subject column      Pat.-Nr." in text and "PLZ, Geburtsdatum" in text and "sensitive column dx" in text
     assert "visit_note         left out: free text" in text and "not in the table" in text
+    assert "epsilon spent 1 of 10 (9 left, basic composition over 1 runs)" in text

@@ -1,11 +1,12 @@
-"""atomic_write: a failed write leaves nothing visible, locally and on s3 (moto S3 via s3fs)."""
+"""atomic_write: a failed write leaves nothing visible, locally and on s3 (moto S3 via s3fs); an input URI
+must stay inside its root (no path traversal)."""
 from __future__ import annotations
 
 import hashlib
 
 import pytest
 
-from securepipe.storage import atomic_write, is_local, sha256_file
+from securepipe.storage import atomic_write, is_local, sha256_file, uri_within
 
 
 class Boom(Exception):
@@ -54,3 +55,26 @@ def test_s3_failure_publishes_no_object(kms_env, size):
     with atomic_write(target) as handle:
         handle.write(b"complete")
     assert s3.get_object(Bucket=bucket, Key="dir/obj.bin")["Body"].read() == b"complete"
+
+
+@pytest.mark.parametrize(
+    "uri,inside",
+    [
+        ("file:///data/landing/patients.csv", True),
+        ("file:///data/landing/sub/p.parquet", True),
+        ("file:///data/landing/../secrets/keys.csv", False),
+        ("file:///data/landing2/p.csv", False),
+        ("file:///etc/passwd", False),
+        ("s3://bucket/landing/p.csv", False),
+    ],
+)
+def test_input_must_lie_in_the_landing_zone(uri, inside):
+    assert uri_within(uri, "file:///data/landing") is inside
+
+
+@pytest.mark.parametrize(
+    "uri,inside",
+    [("s3://bucket/landing/p.csv", True), ("s3://bucket/landing/../x.csv", False), ("s3://bucket/other.csv", False)],
+)
+def test_object_store_landing_zone(uri, inside):
+    assert uri_within(uri, "s3://bucket/landing") is inside

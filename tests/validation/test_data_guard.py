@@ -87,12 +87,12 @@ def test_an_operator_accepts_a_flagged_batch_as_the_new_reference_with_who_and_w
 
 
 def test_a_profile_signed_by_another_key_or_edited_does_not_load(run_for, tmp_path):
-    from securepipe.audit.signing import create_signing_key
+    from securepipe.audit.signing import get_signing_key
 
     run = run_for("run-1")
     profile = build_profile(_frame(1, 500), LABEL)
     ours = pipeline.audit_log(run).signing_key(may_create=True)
-    theirs = create_signing_key(tmp_path / "other-key.json", kms_key_id=run.kms_key_id, aws=run.aws)
+    theirs = get_signing_key(tmp_path / "other-key.kms.json", create=True, kms_key_id=run.kms_key_id, aws=run.aws)
     path = tmp_path / "p.enc"
     save_profile(profile, path, dataset="patients", signing_key=theirs, key_id=run.kms_key_id)
     with pytest.raises(AuditError, match="another key"):

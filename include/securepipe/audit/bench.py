@@ -21,17 +21,15 @@ def _timed(func) -> float:
 
 
 def run_bench(*, entries: int = 2000, lines: int = 20000, values: int = 5000, seed: int = 0) -> dict:
-    import logging
 
     from securepipe.audit.log import AuditLog, verify_log
     from securepipe.audit.pii_scan import SensitiveValueIndex, tokens
-    from securepipe.audit.signing import create_signing_key
+    from securepipe.audit.signing import SigningKey
 
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="securepipe-bench-") as tmp:
         root = Path(tmp)
-        logging.getLogger("securepipe.audit.signing").setLevel(logging.ERROR)  # the dev-key warning, once per op
-        key = create_signing_key(root / "key.json")
+        key = SigningKey.from_secret(os.urandom(32))  # KMS unwraps it once per process: not what this measures
         log = AuditLog(root / "audit.jsonl", key=key)
         payload = {"run_id": "bench", "rows": 1000, "sha256": "ab" * 32}
 

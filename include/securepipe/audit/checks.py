@@ -1,7 +1,7 @@
 """The compliance checks, as plain functions the `compliance_audit` DAG maps over.
 
 Threat model: each check is evidence that one control still holds; together they
-defend against every adversary in THREAT-MODEL.md after the fact (a plaintext
+defend against every adversary in docs/THREAT-MODEL.md after the fact (a plaintext
 file in the bucket, a disabled key, an edited audit entry, an overspent budget,
 a run without lineage, data kept past its time, a PII value in a log, a
 connection with a plaintext password).
@@ -26,7 +26,7 @@ from securepipe import config
 from securepipe.audit.log import AuditLog, check_expected_heads, default_log_path, resolve_key_path, verify_log
 from securepipe.audit.pii_scan import ScanFindings, SensitiveValueIndex, iter_text_lines
 from securepipe.audit.signing import get_signing_key
-from securepipe.errors import GateFailed, SecurePipeError
+from securepipe.errors import CryptoError, GateFailed, KmsUnavailable, SecurePipeError
 from securepipe.storage import sha256_file
 
 MAX_LOCATIONS = 20
@@ -107,22 +107,20 @@ def check_kms_key(key_id: str | None = None, *, aws=None) -> dict:
     key_id = config.kms_key_id(key_id)
     if not key_id:
         return result(check, False, reason="no KMS key configured (SECUREPIPE_KMS_KEY_ID)")
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from securepipe.crypto.kms import default_kms
 
-    aws = aws or config.aws_from_env()
-    client = boto3.client("kms", **aws.boto3_kwargs("kms"))
+    kms = default_kms(aws)
+    kms.forget_key_states()  # an audit reads the key's state now, not a cached one
     try:
-        meta = client.describe_key(KeyId=key_id)["KeyMetadata"]
-        rotation = client.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"]
-    except ClientError as exc:
-        return result(check, False, reason=f"KMS refused: {exc.response.get('Error', {}).get('Code', 'unknown')}")
-    except BotoCoreError as exc:
-        return result(check, False, reason=f"KMS unreachable: {type(exc).__name__}")
-    state = meta.get("KeyState")
-    problems = [p for p, bad in (("key not enabled", state != "Enabled" or not meta.get("Enabled")),
-                                 ("automatic rotation off", not rotation)) if bad]
-    return result(check, not problems, key_arn=meta["Arn"], key_state=state, rotation_enabled=bool(rotation),
+        arn, state = kms.key_state(key_id)
+        rotation = kms.rotation_enabled(arn)
+    except KmsUnavailable as exc:
+        return result(check, False, reason=f"KMS unreachable: {exc}")
+    except CryptoError as exc:
+        return result(check, False, reason=str(exc))
+    problems = [p for p, bad in (("key not enabled", state != "Enabled"), ("automatic rotation off", not rotation))
+                if bad]
+    return result(check, not problems, key_arn=arn, key_state=state, rotation_enabled=bool(rotation),
                   problems=problems)
 
 
@@ -131,7 +129,7 @@ def check_audit_chain(log_path=None, *, manifests_dir=None, key_path=None, aws=N
     """The log's chain, hashes, signatures and head; every manifest's signature; each
     manifest's recorded audit head is in the chain; each manifest written to the
     log still has the hash the log recorded."""
-    from securepipe.lineage.manifest import default_manifests_dir, load_manifests, verify_manifest_signature
+    from securepipe.audit.manifest import default_manifests_dir, load_manifests, verify_manifest_signature
 
     check = "audit_chain"
     log_path = Path(log_path) if log_path else default_log_path()
@@ -216,7 +214,7 @@ def _is_lineage_root(artifact: dict) -> bool:
 
 
 def _artifact_problems(artifact: dict) -> list[str]:
-    from securepipe.lineage.manifest import ARTIFACT_FIELDS
+    from securepipe.audit.manifest import ARTIFACT_FIELDS
 
     problems = [f"no {name}" for name in ARTIFACT_FIELDS if artifact.get(name) in (None, "", {})]
     if artifact.get("kind") in ROOT_KINDS:  # the external drop file (or its erasure rewrite): not ours to encrypt
@@ -228,13 +226,16 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
                            model_uris: Iterable[str] = (), verify_local_artifacts: bool = True) -> dict:
     """Every run has a complete manifest, every model traces back to its datasets.
 
+    Complete: the required fields, a trigger of a known kind, and for a trained model a
+    privacy record that says what budget is left.
     expected_runs: (dag_id, run_id) pairs that finished (from Airflow's metadata);
     model_uris: models found in storage; each must be an artifact of some manifest.
     An input artifact must be the output of an earlier run (matched by content hash)
     unless it is a lineage root (role input, kind "source" or "raw": the landing file),
     so a model traces to its masked and raw data.
     Local artifacts that still exist must still have their recorded hash."""
-    from securepipe.lineage.manifest import REQUIRED_FIELDS, default_manifests_dir, load_manifests
+    from securepipe.audit.manifest import REQUIRED_FIELDS, default_manifests_dir, load_manifests
+    from securepipe.audit.records import TRIGGER_KINDS, RunManifest
 
     check = "lineage_complete"
     manifests = load_manifests(manifests_dir or default_manifests_dir())
@@ -258,6 +259,11 @@ def check_lineage_complete(manifests_dir=None, *, expected_runs: Iterable[tuple[
         missing = [name for name in REQUIRED_FIELDS if manifest.get(name) in (None, "")]
         if missing:
             problems.append({"manifest": path.name, "problem": f"missing {', '.join(missing)}"})
+        record = RunManifest.from_dict(manifest)
+        if record.trigger.kind not in TRIGGER_KINDS:
+            problems.append({"manifest": path.name, "problem": "trigger has no known kind"})
+        if record.model and (record.privacy is None or record.privacy.budget_left is None):
+            problems.append({"manifest": path.name, "problem": "model without a privacy record (budget left)"})
         for artifact in manifest.get("artifacts") or []:
             artifact_uris.add(artifact.get("uri"))
             if artifact.get("role") == "output" and artifact.get("sha256"):

@@ -389,9 +389,3 @@ def state_audit_log(state_dir, *, kms_key_id: str | None = None, aws=None) -> "A
 
     state_dir = Path(state_dir)
     return AuditLog(state_dir / LOG_FILE_NAME, key_path=state_dir / KEY_FILE_NAME, kms_key_id=kms_key_id, aws=aws)
-
-
-def append_event(event: str, payload: dict | None = None, *, log_path=None, idempotency_key: str | None = None,
-                 key_path=None) -> dict:
-    """Convenience for DAG tasks: append one event to the log (default: the state dir's)."""
-    return AuditLog(log_path, key_path=key_path).append(event, payload, idempotency_key=idempotency_key)

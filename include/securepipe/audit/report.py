@@ -31,17 +31,6 @@ def default_reports_dir(env=None) -> Path:
     return Path(env.get("SECUREPIPE_REPORTS_DIR") or config.state_dir(env) / REPORTS_DIR_NAME)
 
 
-def _pii_total(pii_report: dict) -> tuple[int, dict]:
-    """Sum a manifest's {column: {entity: count}} report; returns (total, per entity)."""
-    per_type: dict[str, int] = {}
-    for counts in (pii_report or {}).values():
-        if isinstance(counts, dict):
-            for entity, count in counts.items():
-                if isinstance(count, (int, float)):
-                    per_type[entity] = per_type.get(entity, 0) + int(count)
-    return sum(per_type.values()), per_type
-
-
 def load_report_history(reports_dir=None) -> list[dict]:
     reports_dir = Path(reports_dir) if reports_dir else default_reports_dir()
     history = []
@@ -59,7 +48,8 @@ def build_report(results: list[dict], *, run_id: str | None = None, manifests_di
                  reports_dir=None) -> dict:
     """Assemble the report from check results plus ledger, manifests and earlier reports."""
     from securepipe.audit.ledger_view import default_ledger_path, read_ledger
-    from securepipe.lineage.manifest import load_manifests
+    from securepipe.audit.manifest import load_manifests
+    from securepipe.audit.records import RunManifest
 
     generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     ledger_path = Path(ledger_path) if ledger_path else default_ledger_path()
@@ -71,13 +61,7 @@ def build_report(results: list[dict], *, run_id: str | None = None, manifests_di
     for path, manifest in load_manifests(manifests_dir):
         if not isinstance(manifest, dict):
             continue
-        total, per_type = _pii_total(manifest.get("pii_report"))
-        privacy = manifest.get("privacy") or {}
-        runs.append({"dag_id": manifest.get("dag_id"), "run_id": manifest.get("run_id"),
-                     "created_at": manifest.get("created_at"), "manifest": path.name,
-                     "trigger": (manifest.get("trigger") or {}).get("kind"),
-                     "artifacts": len(manifest.get("artifacts") or []), "pii_found": total, "pii_by_type": per_type,
-                     "epsilon": privacy.get("epsilon"), "model_sha256": (manifest.get("model") or {}).get("sha256")})
+        runs.append({"manifest": path.name, **RunManifest.from_dict(manifest).summary()})
     history = load_report_history(reports_dir)
     history.append({"generated_at": generated_at, "run_id": run_id, "checks": {r["check"]: r["ok"] for r in results}})
     return {"schema": SCHEMA, "generated_at": generated_at, "run_id": run_id,

@@ -12,7 +12,7 @@ Public API (see envelope.py for the file format):
     inspect(src) -> dict;  is_ciphertext(path) -> bool;  body_sha256(src) -> str
     rewrap(src, *, to_key_id=None, kms=None) -> dict;  enable_key_rotation(key_id=None, kms=None) -> bool
     rewrap_state(state_dir, *, to_key_id=None, kms=None);  rewrap_artifacts(paths, *, to_key_id=None, kms=None)
-    KmsClient(aws=None, *, data_key_cache=None, ...);  DataKeyCache(max_entries, max_age_s, max_uses)
+    KmsClient(aws=None, *, state_ttl_s=30, attempts=4, ...);  default_kms(aws=None)
     ShredKeyStore(root, *, key_id=None, kms=None): seal/open/shred/exists;  default_store()
     pseudonym_secret(state_dir, key_id, aws) -> bytes;  rewrap_secret(path, *, purpose, to_key_id=None, kms=None)
 """
@@ -24,7 +24,7 @@ _MODULE_EXPORTS = {
     "envelope": ["encrypt_file", "encrypt_bytes", "encrypt_stream", "decrypt_file", "decrypt_stream",
                  "decrypt_to_bytes", "inspect", "is_ciphertext", "body_sha256", "rewrap"],
     "rotation": ["enable_key_rotation", "rewrap_state", "rewrap_artifacts"],
-    "kms": ["KmsClient", "DataKeyCache", "default_kms"],
+    "kms": ["KmsClient", "default_kms"],
     "shred": ["ShredKeyStore", "default_store"],
     "secrets": ["pseudonym_secret", "rewrap_secret"],
 }

@@ -57,10 +57,8 @@ File format (version 1)::
     A header that is not in canonical form is rejected, so no byte of it can
     change without a failure.
 
-One fresh keyset per artifact by default. A run that writes many small shards
-may pass a `KmsClient(data_key_cache=DataKeyCache(...))`: artifacts with the
-same key, context and algorithm then share one keyset (Tink still derives a
-fresh key per file from a random salt), bounded by count, age and uses.
+One fresh keyset per artifact: no plaintext data key outlives the operation
+that needed it, and every shard of a run has its own encryption context anyway.
 The encryption context is stored in clear in the header and in KMS audit logs
 (CloudTrail): it names dataset, run and purpose, never personal data.
 Plaintext keys exist only in this process's memory (Python cannot zero them;
@@ -249,12 +247,6 @@ class _HashingSink:
 # -- data keys ---------------------------------------------------------------------------------
 def _new_data_key(kms: KmsClient, key_id: str, header: Header, key_store) -> tuple[StreamingKey, Header]:
     """A fresh Tink streaming keyset's key, and the header carrying the keyset wrapped by KMS."""
-    cache = kms.data_key_cache if header.shred_scope is None else None  # a shredded scope must never hit a cache
-    cache_key = ("encrypt", key_id, tuple(sorted(header.kms_context().items())))
-    if cache is not None and (hit := cache.get(cache_key)) is not None:
-        key, wrapped, arn = hit
-        kms.require_enabled(arn)
-        return key, replace(header, kms_key_id=arn, wrapped_keyset=wrapped)
     keyset = tink.proto_keyset_format.serialize(
         tink.new_keyset_handle(ALGORITHMS[header.algorithm][0]), secret_key_access.TOKEN
     )
@@ -263,20 +255,14 @@ def _new_data_key(kms: KmsClient, key_id: str, header: Header, key_store) -> tup
         keyset = key_store.seal_ref(header.shred_scope, keyset, header.bound())
     wrapped, arn = kms.wrap(key_id, keyset, header.kms_context())
     del keyset
-    if cache is not None:
-        cache.put(cache_key, (key, wrapped, arn))
     return key, replace(header, kms_key_id=arn, wrapped_keyset=wrapped)
 
 
 def _open_data_key(kms: KmsClient, header: Header, key_store) -> StreamingKey:
-    cache = kms.data_key_cache if header.shred_scope is None else None
     context = header.kms_context()
-    cache_key = ("decrypt", header.kms_key_id, header.wrapped_keyset, tuple(sorted(context.items())))
     if kms.require_enabled(header.kms_key_id) != header.kms_key_id:
         # Headers always record the key's ARN; KMS (and moto) may accept variants of it.
         raise CryptoError("the header's KMS key id is not the key's ARN: modified header")
-    if cache is not None and (hit := cache.get(cache_key)) is not None:
-        return hit
     keyset = kms.unwrap(header.kms_key_id, header.wrapped_keyset, context)
     if header.shred_scope is not None:
         keyset = (key_store or _default_store(kms)).open_ref(header.shred_scope, keyset, header.bound())
@@ -288,8 +274,6 @@ def _open_data_key(kms: KmsClient, header: Header, key_store) -> StreamingKey:
         raise CryptoError("the unwrapped keyset is not an AES-GCM-HKDF streaming keyset") from None
     finally:
         del keyset
-    if cache is not None:
-        cache.put(cache_key, key)
     return key
 
 

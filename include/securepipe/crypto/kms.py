@@ -1,8 +1,9 @@
-"""The one door to AWS KMS: key-state checks, retries, call counting, a bounded data-key cache.
+"""The one door to AWS KMS: key-state checks, retries, call counting.
 
 Why: every data key the pipeline uses is wrapped by a KMS key that never leaves
 KMS. This module is the only place that talks to KMS, so the rules below hold
-for every caller (envelope encryption, wrapped secrets, rotation).
+for every caller (envelope encryption, wrapped secrets including the evidence
+signing key, rotation, the compliance audit's key check).
 
 Threats it defends against:
 - A disabled or pending-deletion key still being used. Real KMS refuses such a
@@ -16,20 +17,13 @@ Threats it defends against:
   the last attempt `KmsUnavailable` is raised and the caller writes nothing.
 - Leaking key material through errors: messages carry the operation, the key id
   (not secret) and the KMS error code, never plaintext, ciphertext or contexts.
-
-`DataKeyCache` bounds how long and how often an unwrapped data key may be
-reused (count, age, uses), so many small shards in one run do not each cost a
-KMS call while a plaintext key never lives longer than `max_age_s`.
 """
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -68,55 +62,6 @@ def validate_context(context: dict[str, str]) -> dict[str, str]:
     return dict(sorted(context.items()))
 
 
-@dataclass
-class _CachedKey:
-    value: Any
-    created: float
-    uses: int = 0
-
-
-@dataclass
-class DataKeyCache:
-    """Unwrapped data keys reused across artifacts of one run, bounded by count, age and uses.
-
-    Entries are keyed by what they are valid for (KMS key, context, algorithm,
-    direction); an expired entry is dropped, never refreshed in place.
-    """
-
-    max_entries: int = 64
-    max_age_s: float = 300.0
-    max_uses: int = 10_000
-    clock: Callable[[], float] = time.monotonic
-    _entries: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def get(self, key: tuple) -> Any | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if self.clock() - entry.created > self.max_age_s or entry.uses >= self.max_uses:
-                del self._entries[key]
-                return None
-            entry.uses += 1
-            self._entries.move_to_end(key)
-            return entry.value
-
-    def put(self, key: tuple, value: Any) -> None:
-        with self._lock:
-            self._entries[key] = _CachedKey(value, self.clock(), uses=1)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class KmsClient:
     """boto3 KMS with state checks, bounded retries and a call counter (`calls`, per API call made)."""
 
@@ -129,7 +74,6 @@ class KmsClient:
         backoff_s: float = 0.2,
         connect_timeout_s: float = 2.0,
         read_timeout_s: float = 10.0,
-        data_key_cache: DataKeyCache | None = None,
         session=None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -147,7 +91,6 @@ class KmsClient:
         self.state_ttl_s = state_ttl_s
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
-        self.data_key_cache = data_key_cache
         self._sleep = sleep
         self._states: dict[str, tuple[float, str, str]] = {}
         self._lock = threading.Lock()
@@ -233,7 +176,11 @@ class KmsClient:
         """Turn on KMS automatic rotation of the key material (the ARN stays; old versions still decrypt)."""
         arn = self.require_enabled(key_id)
         self._call("enable_key_rotation", arn, KeyId=arn)
-        return bool(self._call("get_key_rotation_status", arn, KeyId=arn)["KeyRotationEnabled"])
+        return self.rotation_enabled(arn)
+
+    def rotation_enabled(self, key_id: str) -> bool:
+        """Whether KMS rotates the key's material automatically."""
+        return bool(self._call("get_key_rotation_status", key_id, KeyId=key_id)["KeyRotationEnabled"])
 
 
 _DEFAULT_CLIENTS: dict[AwsSettings, KmsClient] = {}

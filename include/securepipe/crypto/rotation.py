@@ -9,7 +9,7 @@ guards stored data; after a rewrap to a new key the old one can be disabled
 
 What a rotation task does, in order: `enable_key_rotation` on the current key
 (yearly backing-key rotation by KMS, same ARN), then `rewrap_state` (the
-pseudonymization secret and the shred store's master), then `rewrap_artifacts`
+pseudonymization secret, the evidence signing key and the shred store's master), then `rewrap_artifacts`
 over every stored artifact (fan out per file in the DAG).
 """
 from __future__ import annotations
@@ -31,23 +31,19 @@ def enable_key_rotation(key_id: str | None = None, kms: KmsClient | None = None)
 
 
 def rewrap_state(state_dir: Path, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:
-    """Re-wrap the KMS-wrapped secrets kept under `state_dir` (those that exist); with `to_key_id`,
-    also the evidence signing key, so the old key can be retired without orphaning the audit log."""
-    from securepipe.audit.signing import KEY_FILE_NAME, rewrap_signing_key
-
+    """Re-wrap the KMS-wrapped secrets kept under `state_dir` (those that exist), the evidence signing
+    key among them, so an old key can be retired without orphaning the audit log."""
     state_dir = Path(state_dir)
     stored = [
         (state_dir / secrets.PSEUDONYM_SECRET_FILE, "pseudonym-secret"),
+        (state_dir / secrets.EVIDENCE_SIGNING_KEY_FILE, "evidence-signing"),
         (state_dir / "shred-keys" / shred.MASTER_FILE, shred.MASTER_PURPOSE),
     ]
-    done = [
+    return [
         secrets.rewrap_secret(path, purpose=purpose, to_key_id=to_key_id, kms=kms)
         for path, purpose in stored
         if path.exists()
     ]
-    if to_key_id and (state_dir / KEY_FILE_NAME).exists():
-        done.append(rewrap_signing_key(state_dir / KEY_FILE_NAME, to_key_id=to_key_id, kms=kms or default_kms()))
-    return done
 
 
 def rewrap_artifacts(paths, *, to_key_id: str | None = None, kms: KmsClient | None = None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Small long-lived secrets stored KMS-wrapped on local disk (pseudonymization secret, shred-store master).
+"""Small long-lived secrets stored KMS-wrapped on local disk: the pseudonymization secret, the
+evidence signing key (`securepipe.audit.signing`) and the shred store's master. One file format for all.
 
 Why: pseudonyms must be stable across runs (the same patient gets the same
 pseudonym), so their HMAC secret must persist; but a secret on disk in the clear
@@ -29,6 +30,7 @@ from securepipe.errors import CryptoError
 
 SECRET_FILE_FORMAT = "securepipe-wrapped-secret"  # noqa: S105 # nosec B105
 PSEUDONYM_SECRET_FILE = "pseudonym-secret.kms.json"  # noqa: S105 # nosec B105
+EVIDENCE_SIGNING_KEY_FILE = "evidence-signing-key.kms.json"
 SECRET_BYTES = 32
 
 # Unwrapped secrets of this process, keyed by (path, exact file content): a rewrap or

@@ -2,7 +2,8 @@
 
 Airflow is driven through its own CLI and REST API, never imported here (only dags/
 and plugins/ import Airflow). Every component gets the same settings: one JWT
-secret, one execution-API base URL, one metadata DB (see shared AIRFLOW3-RECIPE).
+secret, one execution-API base URL, one metadata DB: Airflow 3's workers reach the
+execution API with JWTs, so a component with another secret or URL fails its tasks.
 
 Threat model: the api-server binds 127.0.0.1 unless told otherwise; the admin
 password lives in a 0600 file under AIRFLOW_HOME and is never printed to logs; the

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from securepipe.audit.records import PrivacyRecord
+
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) -> str:
-    privacy = published.get("privacy") or {}
-    budget = privacy.get("budget") or {}
+    privacy = PrivacyRecord.from_dict(published.get("privacy")) or PrivacyRecord(None, None, None)
     model = published.get("model") or {}
     metrics = model.get("metrics", {})
     kanon = published.get("k_anonymity") or {}
@@ -41,11 +42,11 @@ def render_summary(published: dict, *, tasks: dict, home: Path, seconds: float) 
         lines += [f"    {column:<18} {role}" for column, role in columns.items()]
     lines += [
         f"  KMS key             {published.get('kms_key_id')}",
-        f"  privacy spent       epsilon {_fmt(privacy.get('epsilon'))} (target {privacy.get('target_epsilon')}), "
-        f"delta {privacy.get('delta')}, accountant {privacy.get('accountant')}",
-        f"  budget              epsilon spent {_fmt(budget.get('spent_epsilon'))} of {_fmt(budget.get('budget_epsilon'))}"
-        f" ({_fmt(budget.get('remaining_epsilon'))} left, {budget.get('composition')} composition over "
-        f"{budget.get('runs')} runs), delta spent {_fmt(budget.get('spent_delta'))} of {_fmt(budget.get('budget_delta'))}",
+        f"  privacy spent       epsilon {_fmt(privacy.epsilon)} (target {privacy.target_epsilon}), "
+        f"delta {privacy.delta}, accountant {privacy.accountant}",
+        f"  budget              epsilon spent {_fmt(privacy.spent_epsilon)} of {_fmt(privacy.budget_epsilon)}"
+        f" ({_fmt(privacy.budget_left)} left, {privacy.composition} composition over "
+        f"{privacy.runs} runs), delta spent {_fmt(privacy.spent_delta)} of {_fmt(privacy.budget_delta)}",
         f"  model               {', '.join(f'{k} {_fmt(v)}' for k, v in sorted(metrics.items()))}; device {model.get('device')}",
         "  encrypted outputs:",
     ]

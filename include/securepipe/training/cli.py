@@ -55,7 +55,7 @@ def _quiet_tensorflow() -> None:
 
 
 def _train(args) -> int:
-    from securepipe.config import kms_key_id, state_dir
+    from securepipe.config import kms_key_id
     from securepipe.crypto.cli import parse_context
 
     _quiet_tensorflow()
@@ -69,17 +69,11 @@ def _train(args) -> int:
         encryption = pipeline.ModelEncryption(kms_key_id(args.kms_key_id), model_context)
     elif args.model_context or args.kms_key_id:
         raise PolicyError("--model-context and --kms-key-id only apply with --encrypt-model")
-    ledger_ids = (args.budget_dataset, args.dataset_version, args.run_id)
-    ledger = None
-    if any(ledger_ids):
-        if not all(ledger_ids):
-            raise PolicyError("charging the privacy budget needs --budget-dataset, --dataset-version and --run-id")
-        ledger = pipeline.LedgerCharge(str(args.state_dir or state_dir()), *ledger_ids)
     summary = pipeline.train_and_report(
         args.data, args.label, args.target_epsilon, args.out,
         delta=args.delta, epochs=args.epochs, batch_size=args.batch_size, accountant=args.accountant,
         l2_norm_clip=args.l2_norm_clip, learning_rate=args.learning_rate, hidden=args.hidden, seed=args.seed,
-        input_context=parse_context(args.context) or None, encryption=encryption, ledger=ledger,
+        input_context=parse_context(args.context) or None, encryption=encryption,
         masking_policy_sha256=args.masking_policy_hash, nonprivate_baseline=args.nonprivate_baseline,
     )
     return _print_json(summary)
@@ -150,10 +144,6 @@ def register(commands, bench) -> None:
     train.add_argument("--model-context", action="append", metavar="KEY=VALUE",
                        help="encryption context of the model (repeat)")
     train.add_argument("--masking-policy-hash", help="sha256 of the masking policy applied to the data")
-    train.add_argument("--budget-dataset", help="charge this dataset's privacy budget before training")
-    train.add_argument("--dataset-version")
-    train.add_argument("--run-id")
-    train.add_argument("--state-dir", help="where the budget ledger lives (default SECUREPIPE_STATE_DIR)")
     train.set_defaults(func=_train)
 
     budget = commands.add_parser("budget", help="per-dataset privacy budget ledger")

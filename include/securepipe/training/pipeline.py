@@ -5,8 +5,8 @@ Threat model, in the order the run meets it:
   model is serialised in a private temporary directory (tmpfs when the host has one),
   read back, encrypted with the pipeline's envelope encryption and the plaintext file
   removed before the function returns, whatever happens;
-- running over budget: the privacy ledger is charged with the run's accounted epsilon
-  BEFORE the first training step, and a refusal stops the run with nothing written;
+- running over budget: the caller charges the privacy ledger with the run's target
+  epsilon before training (one charging path: `pipeline.check_budget` in the DAG);
 - membership leakage: the model card reports epsilon and a measured attack AUC;
 - values in logs: the summary and the card carry hashes, counts and parameters only.
 """
@@ -32,16 +32,6 @@ MODEL_FILE = "model.keras"
 INTERNAL_EVALUATION = "evaluation_internal.json"
 INTERNAL_SCHEMA = "securepipe.internal_evaluation/1"
 ENCRYPTED_MODEL_FILE = "model.keras.enc"
-
-
-@dataclass(frozen=True)
-class LedgerCharge:
-    """Where and under which ids to charge the run's privacy cost (see ledger.PrivacyLedger)."""
-
-    state_dir: str
-    dataset: str
-    version: str
-    run_id: str
 
 
 @dataclass(frozen=True)
@@ -90,13 +80,14 @@ def train_and_report(
     accountant: str = accounting.DEFAULT_ACCOUNTANT, l2_norm_clip: float | None = None,
     learning_rate: float | None = None, hidden=None, seed: int | None = None,
     input_context: dict | None = None, encryption: ModelEncryption | None = None,
-    ledger: LedgerCharge | None = None, masking_policy_sha256: str | None = None,
+    masking_policy_sha256: str | None = None,
     nonprivate_baseline: bool = False,
 ) -> dict:
     """Train the pipeline's model with DP-SGD at `target_epsilon` and write the model and its card.
 
     Returns a JSON-safe summary (also the CLI's last stdout line). Raises InputError for bad
-    data, BudgetExceeded when the ledger refuses (before training), CryptoError for keys.
+    data, CryptoError for keys. The privacy budget is charged by the caller before this runs
+    (the DAG's check_budget task, or `securepipe budget charge`).
     """
     from securepipe.training import data, evaluate, model
 
@@ -125,13 +116,6 @@ def train_and_report(
         plan = accounting.noise_for_epsilon(target_epsilon, n, batch_size, epochs, delta, accountant, releases)
     except ValueError as exc:  # our own messages: parameters only, no data
         raise PolicyError(f"cannot plan DP-SGD for {data_path}: {exc}") from None
-    budget_status = None
-    if ledger is not None:
-        from securepipe.training.ledger import PrivacyLedger
-
-        budget_status = PrivacyLedger(ledger.state_dir).charge(
-            ledger.dataset, ledger.version, ledger.run_id, plan.epsilon, plan.delta
-        )
     device = model.configure_device()
     log.info("DP-SGD plan: epsilon %.3f delta %.3g noise %.4g steps %d", plan.epsilon, plan.delta,
              plan.noise_multiplier, plan.steps)
@@ -163,7 +147,6 @@ def train_and_report(
             **plan.as_dict(), "target_epsilon": target_epsilon, "l2_norm_clip": settings["l2_norm_clip"],
             "release_epsilon_shares": dict(accounting.RELEASE_EPSILON_SHARES),
             "statement": statement,
-            "budget": budget_status,
         },
         "data": {
             "file_sha256": data_sha256, "encrypted": bool(input_context), "label": label,

@@ -9,9 +9,8 @@ securepipe.audit.signing), written atomically, and its SHA-256 is appended to th
 audit log; the audit head at that moment is recorded inside the signed manifest,
 so a later truncation of the log is detectable from any manifest.
 
-Manifests carry counts, hashes and pseudonyms only. Trigger parameters named in
-`redact` (e.g. an erasure subject) are replaced by a keyed hash before they are
-stored.
+Manifests carry counts, hashes and pseudonyms only; their trigger, privacy and PII
+records are defined once in `securepipe.audit.records`.
 """
 from __future__ import annotations
 
@@ -26,13 +25,13 @@ from pathlib import Path
 
 from securepipe import config
 from securepipe.audit.log import AuditLog, canonical_json
-from securepipe.audit.signing import ALGORITHM, SigningKey, get_signing_key
+from securepipe.audit.records import PiiCounts, PrivacyRecord, TriggerRecord
+from securepipe.audit.signing import ALGORITHM, SigningKey
 from securepipe.errors import AuditError, InputError
-from securepipe.storage import atomic_write, sha256_file
+from securepipe.storage import as_uri, atomic_write, sha256_file
 
 SCHEMA = "securepipe.lineage/v1"
 MANIFESTS_DIR_NAME = "manifests"
-TRIGGER_KINDS = ("schedule", "asset_event", "manual", "backfill", "cli")
 LOCK_FILES = ("requirements.txt", "requirements-train.txt")
 # What "lineage complete" means: every manifest has these; every artifact has ARTIFACT_FIELDS.
 REQUIRED_FIELDS = ("schema", "dag_id", "run_id", "created_at", "trigger", "code_version", "lock_files", "artifacts")
@@ -70,26 +69,6 @@ def lock_file_hashes(root: Path | None = None) -> dict:
     return {name: (sha256_file(root / name) if (root / name).exists() else None) for name in LOCK_FILES}
 
 
-def keyed_hash(value: str, key: SigningKey) -> str:
-    """A stable, non-reversible stand-in for a sensitive parameter (same value -> same hash)."""
-    return "hmac-sha256:" + key.sign(b"securepipe-param:" + str(value).encode())
-
-
-def trigger_info(kind: str, *, user: str | None = None, params: dict | None = None,
-                 asset_events: list[dict] | None = None, redact=(), key: SigningKey | None = None) -> dict:
-    """How a run was started. `asset_events` are plain dicts (asset uri, source dag/run).
-    Parameters named in `redact` are stored as keyed hashes, never in clear."""
-    if kind not in TRIGGER_KINDS:
-        raise AuditError(f"trigger kind must be one of {', '.join(TRIGGER_KINDS)}")
-    params = dict(params or {})
-    if redact:
-        key = key or get_signing_key(create=True)
-        for name in redact:
-            if name in params and params[name] is not None:
-                params[name] = keyed_hash(params[name], key)
-    return {"kind": kind, "user": user, "params": params, "asset_events": list(asset_events or [])}
-
-
 def artifact_record(uri, *, name: str, kind: str, role: str = "output", kms_key_arn: str | None = None,
                     encryption_context: dict | None = None, sha256: str | None = None,
                     size: int | None = None) -> dict:
@@ -109,19 +88,18 @@ def artifact_record(uri, *, name: str, kind: str, role: str = "output", kms_key_
     if size is None and not text.startswith(("s3://", "gs://")):
         local = Path(text[len("file://"):] if text.startswith("file://") else text)
         size = local.stat().st_size if local.exists() else None
-    return {"name": name, "kind": kind, "role": role, "uri": text if "://" in text else Path(text).resolve().as_uri(),
+    return {"name": name, "kind": kind, "role": role, "uri": as_uri(text),
             "sha256": sha256, "size": size, "kms_key_arn": kms_key_arn,
             "encryption_context": dict(encryption_context or {})}
 
 
-def build_manifest(*, dag_id: str, run_id: str, trigger: dict, artifacts: list[dict],
-                   pii_report: dict | None = None, masking_policy_hash: str | None = None,
-                   privacy: dict | None = None, model: dict | None = None, extra: dict | None = None,
+def build_manifest(*, dag_id: str, run_id: str, trigger: TriggerRecord, artifacts: list[dict],
+                   pii_report: PiiCounts | None = None, masking_policy_hash: str | None = None,
+                   privacy: PrivacyRecord | None = None, model: dict | None = None, extra: dict | None = None,
                    root: Path | None = None) -> dict:
-    """Assemble an unsigned manifest.
+    """Assemble an unsigned manifest; trigger, PII counts and privacy are the records of
+    `securepipe.audit.records`, which the readers parse back.
 
-    pii_report: {"<column>": {"<entity type>": count}} counts only.
-    privacy: {"dataset", "epsilon", "delta", "budget_epsilon", "budget_left", "statement"}.
     model: {"uri", "sha256", "metrics": {...}} (metrics are numbers, e.g. auc, mia_auc).
     """
     for name, value in (("dag_id", dag_id), ("run_id", run_id)):
@@ -136,13 +114,13 @@ def build_manifest(*, dag_id: str, run_id: str, trigger: dict, artifacts: list[d
         "dag_id": dag_id,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "trigger": trigger,
+        "trigger": trigger.as_dict(),
         "code_version": code_version(root),
         "lock_files": lock_file_hashes(root),
         "artifacts": artifacts,
-        "pii_report": pii_report or {},
+        "pii_report": (pii_report or PiiCounts()).as_dict(),
         "masking_policy_hash": masking_policy_hash,
-        "privacy": privacy,
+        "privacy": privacy.as_dict() if privacy else None,
         "model": model,
     }
     if extra:

@@ -22,7 +22,7 @@ def register(commands, bench) -> None:
 def _show(args) -> int:
     from securepipe.audit.signing import get_signing_key
     from securepipe.errors import AuditError, SecurePipeError
-    from securepipe.lineage.manifest import find_manifests, verify_manifest_signature
+    from securepipe.audit.manifest import find_manifests, verify_manifest_signature
 
     found = find_manifests(args.run_id, dag_id=args.dag_id, manifests_dir=args.manifests_dir)
     if not found:

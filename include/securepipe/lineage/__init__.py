@@ -1,1 +1,0 @@
-"""Per-run lineage manifests, signed and anchored in the audit log (see manifest.py)."""
