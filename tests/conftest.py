@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Stacks, emulators and redis-server end with the session, also on Ctrl-C, SIGTERM or SIGHUP.
+pytest_plugins = ["process_groups"]
 
 # Airflow reads its settings once, on first import, wherever that happens (a test importing
 # airflow.sdk, a fixture): so the whole session's AIRFLOW_HOME and DB are fixed here, first.
