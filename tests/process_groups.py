@@ -147,9 +147,12 @@ def pytest_configure(config) -> None:
         os.environ[REGISTRY_ENV] = tempfile.mkdtemp(prefix="securepipe-test-groups-")
         os.environ[REGISTRY_ENV + "_OWNER"] = str(os.getpid())
     atexit.register(_end_everything_recorded)
+    _handle_signals()
+
+
+def _handle_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) in (signal.SIG_DFL, None):
-            signal.signal(signum, _interrupt)
+        signal.signal(signum, _interrupt)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -158,6 +161,7 @@ def pytest_runtest_setup(item):
         return (yield)
     finally:
         record_started_groups()  # session and module fixtures start their stacks here
+        _handle_signals()  # dag.test() runs tasks in-process, and Airflow's task runner takes SIGTERM over
 
 
 @pytest.hookimpl(wrapper=True)
@@ -166,3 +170,4 @@ def pytest_runtest_call(item):
         return (yield)
     finally:
         record_started_groups()  # a test may restart a component (the fault tests do)
+        _handle_signals()
