@@ -22,6 +22,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from securepipe_dags.refusals import fail_without_retry
+
 default_args = {
     "owner": "securepipe",
     "retries": 1,
@@ -55,6 +57,7 @@ def compliance_audit():
         return list(CHECK_NAMES)
 
     @task(map_index_template="{{ check }}")
+    @fail_without_retry
     def run_check(check: str, params=None) -> dict:
         from securepipe.compliance import run_check as run
         from securepipe_dags.compliance import audit_settings
@@ -62,6 +65,7 @@ def compliance_audit():
         return run(check, audit_settings(params or {}))
 
     @task(trigger_rule="all_done")
+    @fail_without_retry
     def build_report() -> dict:
         """Reads every check's verdict from the audit log (a failed task leaves no XCom)."""
         from securepipe.compliance import finish_audit

@@ -33,6 +33,7 @@ from airflow.sdk import (
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
+from securepipe_dags.refusals import fail_without_retry
 
 default_args = {
     "owner": "securepipe",
@@ -99,6 +100,7 @@ def secure_training():
         return pipeline.mask_shard(settings_for(run), shard)
 
     @task(outlets=[MASKED_DATASET])
+    @fail_without_retry
     def finalize_masking(run: dict, masked_shards: list[dict]) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -106,6 +108,7 @@ def secure_training():
         return pipeline.finalize_masking(settings_for(run), list(masked_shards))
 
     @task
+    @fail_without_retry
     def check_budget(run: dict, masked: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -120,6 +123,7 @@ def secure_training():
         return pipeline.train(settings_for(run), masked)
 
     @task
+    @fail_without_retry
     def privacy_gate(run: dict, trained: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
