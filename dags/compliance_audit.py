@@ -22,12 +22,13 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
-from securepipe_dags.refusals import fail_without_retry
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
 default_args = {
     "owner": "securepipe",
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
+    "retry_policy": NO_RETRY_ON_REFUSAL,  # a check that found a violation fails at once
 }
 
 
@@ -57,7 +58,6 @@ def compliance_audit():
         return list(CHECK_NAMES)
 
     @task(map_index_template="{{ check }}")
-    @fail_without_retry
     def run_check(check: str, params=None) -> dict:
         from securepipe.compliance import run_check as run
         from securepipe_dags.compliance import audit_settings
@@ -65,7 +65,6 @@ def compliance_audit():
         return run(check, audit_settings(params or {}))
 
     @task(trigger_rule="all_done")
-    @fail_without_retry
     def build_report() -> dict:
         """Reads every check's verdict from the audit log (a failed task leaves no XCom)."""
         from securepipe.compliance import finish_audit

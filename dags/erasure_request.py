@@ -20,8 +20,10 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from securepipe_dags.assets import RETRAIN_REQUEST
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
-default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20)}
+default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20),
+                "retry_policy": NO_RETRY_ON_REFUSAL}
 
 
 @dag(

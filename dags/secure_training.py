@@ -33,7 +33,7 @@ from airflow.sdk import (
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
-from securepipe_dags.refusals import fail_without_retry
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
 default_args = {
     "owner": "securepipe",
@@ -41,6 +41,7 @@ default_args = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=2),
+    "retry_policy": NO_RETRY_ON_REFUSAL,  # a gate or budget refusal fails at once
 }
 
 
@@ -100,7 +101,6 @@ def secure_training():
         return pipeline.mask_shard(settings_for(run), shard)
 
     @task(outlets=[MASKED_DATASET])
-    @fail_without_retry
     def finalize_masking(run: dict, masked_shards: list[dict]) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -108,7 +108,6 @@ def secure_training():
         return pipeline.finalize_masking(settings_for(run), list(masked_shards))
 
     @task
-    @fail_without_retry
     def check_budget(run: dict, masked: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -123,7 +122,6 @@ def secure_training():
         return pipeline.train(settings_for(run), masked)
 
     @task
-    @fail_without_retry
     def privacy_gate(run: dict, trained: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
