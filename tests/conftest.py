@@ -19,6 +19,9 @@ pytest_plugins = ["process_groups"]
 # airflow.sdk, a fixture): so the whole session's AIRFLOW_HOME and DB are fixed here, first.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="securepipe-test-airflow-"))
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+# The test deployments' cluster policy (a retry waits 1 s); Airflow imports it from config/.
+(AIRFLOW_HOME / "config").mkdir()
+shutil.copy(REPO / "tests" / "airflow_local_settings.py", AIRFLOW_HOME / "config")
 AIRFLOW_TEST_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -76,3 +79,23 @@ def airflow_home():
 
     db.initdb()
     return SimpleNamespace(path=AIRFLOW_HOME, env={**os.environ, **AIRFLOW_TEST_ENV})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order and group the tests for pytest-xdist (`make test` runs `--dist loadgroup`).
+
+    A module's tests stay on one worker, so its module-scoped fixture (a dag.test() run, an
+    api-server) is built once; modules that share a session-scoped stack name one xdist_group.
+    The group of the shared stack goes first, then the other slow modules, then the rest: the
+    longest work starts at once and the quick tests fill in around it.
+    """
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+    def weight(item) -> int:
+        if item.get_closest_marker("xdist_group").args != (item.nodeid.split("::")[0],):
+            return 0  # a shared stack's group
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=weight)

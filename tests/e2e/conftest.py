@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,9 @@ from securepipe.demo.stack import AirflowStack, StackConfig
 from .tcp_fault_proxy import FaultProxy
 
 PG = ("127.0.0.1", 5432)
+# The xdist group of the modules that share the session's celery_stack: one worker runs them all,
+# so one stack serves them (and two never load the same two cores at once).
+CELERY_STACK = "celery_stack"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -109,6 +113,8 @@ def start_worker(stack: AirflowStack) -> None:
 def celery_stack(tmp_path_factory, postgres_db, redis_url):
     """The production path, for real; yields (stack, settings namespace)."""
     home = tmp_path_factory.mktemp("airflow-celery")
+    (home / "config").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "airflow_local_settings.py", home / "config")  # retries wait 1 s
     emulator = kms_emulator.start_emulator(log_path=home / "kms-emulator.log")
     stack = None
     try:

@@ -11,7 +11,9 @@ import pytest
 
 from securepipe.synth import write_patients
 
-pytestmark = pytest.mark.slow
+from .conftest import CELERY_STACK
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CELERY_STACK)]
 RUNS = 20
 ROWS, ROWS_PER_SHARD = 1000, 100  # 10 mapped shards a run: 200 mapped tasks in all
 
