@@ -54,7 +54,7 @@ test-train: setup-train
 	$(VENV_TRAIN)/bin/python -m pytest tests_train $(PYTEST_ARGS)
 
 test-airflow: setup-airflow
-	$(VENV)/bin/python -m pytest tests -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)

@@ -81,21 +81,40 @@ def airflow_home():
     return SimpleNamespace(path=AIRFLOW_HOME, env={**os.environ, **AIRFLOW_TEST_ENV})
 
 
-def pytest_collection_modifyitems(config, items):
-    """Order and group the tests for pytest-xdist (`make test` runs `--dist loadgroup`).
 
-    A module's tests stay on one worker, so its module-scoped fixture (a dag.test() run, an
-    api-server) is built once; modules that share a session-scoped stack name one xdist_group.
-    The group of the shared stack goes first, then the other slow modules, then the rest: the
-    longest work starts at once and the quick tests fill in around it.
-    """
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+# The modules that share the session's celery_stack (tests/e2e/conftest.py): one xdist worker runs
+# them all, so one stack serves them and two stacks never load the same two cores at once.
+CELERY_STACK_MODULES = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_load.py",
+                                  "tests/e2e/test_production_path.py"})
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "celery_stack" if module in CELERY_STACK_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs pytest-xdist workers. A module's tests stay on one worker, so its module-scoped
+    fixture (a dag.test() run, an api-server) is built once; the celery stack's modules stay together.
+    Work goes out in collection order, which puts the slowest first (below)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleAndStack(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # by test count otherwise, which says nothing of duration
+    return ByModuleAndStack(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The celery stack's modules first, then the other slow ones, then the rest: the longest work
+    starts at once and the quick tests fill in around it."""
 
     def weight(item) -> int:
-        if item.get_closest_marker("xdist_group").args != (item.nodeid.split("::")[0],):
-            return 0  # a shared stack's group
+        if _work_unit(item.nodeid) == "celery_stack":
+            return 0
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=weight)

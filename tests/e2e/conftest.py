@@ -24,9 +24,6 @@ from securepipe.demo.stack import AirflowStack, StackConfig
 from .tcp_fault_proxy import FaultProxy
 
 PG = ("127.0.0.1", 5432)
-# The xdist group of the modules that share the session's celery_stack: one worker runs them all,
-# so one stack serves them (and two never load the same two cores at once).
-CELERY_STACK = "celery_stack"
 
 
 def _reachable(host: str, port: int) -> bool:

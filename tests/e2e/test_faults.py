@@ -15,9 +15,9 @@ import pytest
 from securepipe.pipeline import safe_run_id
 from securepipe.synth import write_patients
 
-from .conftest import CELERY_STACK, is_ciphertext_bytes, start_worker, stored_objects
+from .conftest import is_ciphertext_bytes, start_worker, stored_objects
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CELERY_STACK)]
+pytestmark = pytest.mark.slow
 DAG = "secure_training"
 
 

@@ -11,9 +11,7 @@ import pytest
 
 from securepipe.synth import write_patients
 
-from .conftest import CELERY_STACK
-
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CELERY_STACK)]
+pytestmark = pytest.mark.slow
 RUNS = 20
 ROWS, ROWS_PER_SHARD = 1000, 100  # 10 mapped shards a run: 200 mapped tasks in all
 

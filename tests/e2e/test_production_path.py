@@ -7,9 +7,9 @@ import pytest
 
 from securepipe.synth import generate_patients, write_patients
 
-from .conftest import CELERY_STACK, is_ciphertext_bytes, stored_objects
+from .conftest import is_ciphertext_bytes, stored_objects
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CELERY_STACK)]
+pytestmark = pytest.mark.slow
 
 
 def test_secure_training_on_celery(celery_stack, tmp_path):
