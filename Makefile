@@ -45,7 +45,9 @@ demo: setup
 # Two suites at once, each printed when it ends: the training environment's (tests_train/) and the
 # Airflow environment's (tests/, over PYTEST_WORKERS pytest-xdist workers; tests/conftest.py keeps a
 # module, or the modules sharing one Airflow stack, on one worker and starts the slowest first).
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: the load test and the fault tests (a stack each) mostly wait, and a
+# third worker runs everything else meanwhile.
+PYTEST_WORKERS ?= 3
 .PHONY: test-train test-airflow
 test: setup
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-train test-airflow

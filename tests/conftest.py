@@ -82,10 +82,13 @@ def airflow_home():
 
 
 
-# The modules that share the session's celery_stack (tests/e2e/conftest.py): one xdist worker runs
-# them all, so one stack serves them and two stacks never load the same two cores at once.
-CELERY_STACK_MODULES = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_load.py",
-                                  "tests/e2e/test_production_path.py"})
+# The modules that share one session-scoped celery_stack (tests/e2e/conftest.py) on one xdist worker:
+# the fault tests and the production path. The load test starts a stack of its own on another worker,
+# so the two run side by side: both spend much of their time waiting on the scheduler, heartbeats
+# and timeouts, and one after the other they took longer than the whole suite may.
+CELERY_STACK_MODULES = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_production_path.py"})
+# Work units that start a celery stack, longest first.
+STACK_UNITS = ("tests/e2e/test_load.py", "celery_stack")
 
 
 def _work_unit(nodeid: str) -> str:
@@ -109,12 +112,13 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The celery stack's modules first, then the other slow ones, then the rest: the longest work
-    starts at once and the quick tests fill in around it."""
+    """The stack tests first, then the other slow modules, then the rest: the longest work starts at
+    once and the quick tests fill in around it."""
 
     def weight(item) -> int:
-        if _work_unit(item.nodeid) == "celery_stack":
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
+        unit = _work_unit(item.nodeid)
+        if unit in STACK_UNITS:
+            return STACK_UNITS.index(unit)
+        return len(STACK_UNITS) + (0 if item.get_closest_marker("slow") else 1)
 
     items.sort(key=weight)

@@ -129,9 +129,17 @@ def _end_everything_recorded() -> None:
     end_groups(groups)
 
 
+_interrupted = False
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM/SIGHUP: pass it on to the children in our own group (xdist workers, CLI calls), then
-    stop as on Ctrl-C, so every fixture's teardown runs."""
+    stop as on Ctrl-C, so every fixture's teardown runs. Once: `make` passes its own SIGTERM on to
+    pytest, and a second interrupt would cut the teardown (and the report) short."""
+    global _interrupted
+    if _interrupted:
+        return
+    _interrupted = True
     own = os.getpgrp()
     for pid, group in _children():
         if group == own:
