@@ -14,6 +14,7 @@ COPY include ./include
 COPY dags ./dags
 COPY plugins ./plugins
 COPY policies ./policies
+COPY deploy ./deploy
 RUN uv pip install --python /opt/venv/bin/python --no-deps -e . \
  && uv pip install --python /opt/venv-train/bin/python --no-deps -e . \
  && mkdir -p /opt/airflow && chown -R airflow /opt/airflow

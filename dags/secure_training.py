@@ -11,7 +11,8 @@ Retrains a model on sensitive records without letting raw PII out of the plainte
    the run fails closed if any remains. The masked dataset is published as an Asset.
 5. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
 6. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
-   its input in memory and writes only an encrypted model.
+   its input in memory and writes only an encrypted model. Under KubernetesExecutor, mask_shard and
+   train_model run in the pod templates of deploy/kubernetes/ (train with a GPU).
 7. **privacy_gate** checks ε spent and the membership-inference AUC against the run's limits.
 8. **publish_lineage** writes the signed lineage manifest and the audit-log entry.
 9. **cleanup** always removes the run's encrypted intermediate shards.
@@ -33,6 +34,7 @@ from airflow.sdk import (
 )
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST
+from securepipe_dags.kubernetes import pod_template
 from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
 default_args = {
@@ -93,7 +95,7 @@ def secure_training():
 
         return pipeline.ingest(settings_for(run))
 
-    @task(max_active_tis_per_dag=4)
+    @task(max_active_tis_per_dag=4, executor_config=pod_template("mask_shard"))
     def mask_shard(run: dict, shard: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
@@ -114,7 +116,7 @@ def secure_training():
 
         return pipeline.check_budget(settings_for(run), masked)
 
-    @task(queue="gpu", pool="gpu", retries=1)
+    @task(queue="gpu", pool="gpu", retries=1, executor_config=pod_template("train_model"))
     def train_model(run: dict, masked: dict, budget: dict) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for

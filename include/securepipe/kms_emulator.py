@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +107,29 @@ def client_env(endpoint_url: str, key_id: str, region: str = "us-east-1") -> dic
         "AWS_DEFAULT_REGION": region,
         "SECUREPIPE_KMS_KEY_ID": key_id,
     }
+
+
+@contextmanager
+def configured_or_private_kms():
+    """Yield (AwsSettings, key id): the configured KMS and key, or a private emulator on loopback.
+
+    For benchmarks run on a developer's machine: with no KMS configured, a private
+    emulator is started with a fresh key, and the environment points at it (child
+    `securepipe` processes read endpoint, dummy credentials and key id from it);
+    the emulator is stopped and the environment restored afterwards.
+    """
+    from securepipe.config import aws_from_env, kms_key_id
+
+    aws, key_id = aws_from_env(), kms_key_id()
+    if aws.kms_endpoint_url or key_id:
+        yield aws, key_id or create_key(aws.kms_endpoint_url)
+        return
+    emulator, saved_environ = start_emulator(), dict(os.environ)
+    try:
+        key_id = create_key(emulator.endpoint_url)
+        os.environ.update(client_env(emulator.endpoint_url, key_id))
+        yield aws_from_env(), key_id
+    finally:
+        emulator.stop()
+        os.environ.clear()
+        os.environ.update(saved_environ)

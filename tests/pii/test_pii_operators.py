@@ -26,6 +26,7 @@ def apply(name, values, params=None, entity="X", subjects=None, secret=SECRET):
         ("year", ["1956-03-14", "not a date"], {}, ["1956", "<X>"]),
         ("zip_prefix", ["62704", "03601", "6"], {"digits": 3}, ["627**", "000**", "000**"]),
         ("age_band", [34, 90, 97], {"width": 10, "top": 90}, ["30-39", "90+", "90+"]),
+        ("age_band", ["47 años", "95 años", "47"], {"width": 1, "top": 90}, ["47 años", "90+ años", "47"]),
         ("keep", ["E11.9"], {}, ["E11.9"]),
     ],
 )

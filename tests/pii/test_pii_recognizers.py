@@ -167,6 +167,35 @@ FOUND = [
     ("On 23 and 24 January 2008 the applicant filed", "23 and 24 January 2008", {rec.DATE}),
     ("He was sentenced to three years and four months' imprisonment.", "three years and four months", {rec.DATE}),
     ("They were given the numbers 3/107 and 3/129 later.", "3/129", {rec.IDENTIFIER}),
+    # postcodes and capitalized towns after the place or street they belong to
+    ("Send it to Ana Dias, ul. Słowicza 10, Wrocław 53-320.", "Wrocław 53-320", {rec.LOCATION, rec.ADDRESS}),
+    ("Address: Skoanveien 226 FAUSKE nan 8200", "Skoanveien 226 FAUSKE nan 8200", {rec.ADDRESS}),
+    ("Looking to support Allianz in Acquapendente 1021 in its mission.", "Acquapendente 1021",
+     {rec.LOCATION, rec.ADDRESS}),
+    # notes in capitals: the place after "to/at/from", a facility word or a ward number with it
+    ("PT WAS ADMITTED TO FREDERICK MEMORIAL FOR VFIB ARREST.", "FREDERICK MEMORIAL", {rec.LOCATION}),
+    ("TRANSFERRED TO QUARTERMAIN 3 POST PROCEDURE.", "QUARTERMAIN", {rec.LOCATION}),
+    # month and two-digit year of a past event, a year with an apostrophe
+    ("PMH: CAD, AVR 8/88, DDD PMR, REFLUX.", "8/88", {rec.DATE}),
+    ("pmh: cad s/p cabg '84, h/o dvt.", "'84", {rec.DATE}),
+    # Spanish records: the address after "Domicilio:", "C/" streets, the record number after "NHC:"
+    ("Domicilio: calle cartagena 19, 3B.\nLocalidad/ Provincia: Madrid.", "calle cartagena 19, 3B", {rec.ADDRESS}),
+    ("Remitido a C/ Arnaiz, 4, 3 A por la tarde.", "C/ Arnaiz, 4", {rec.ADDRESS}),
+    ("NHC: 136412.\nNASS: 36 74651289 36.", "136412", {rec.IDENTIFIER, rec.MRN}),
+    ("Localidad/ Provincia: Madrid.\nCP: 28035.\nDatos asistenciales.", "28035", {rec.IDENTIFIER, rec.ZIP}),
+    ("Varón de 64 años que consultó en mayo de 2006 por disestesia facial.", "mayo de 2006", {rec.DATE}),
+    ("Fecha de nacimiento: 23-febrero-1931.", "23-febrero-1931", {rec.DATE}),
+    # Spanish ages carry their unit
+    ("Paciente varón de 47 años de edad, acude por disuria.", "47 años", {rec.AGE}),
+    # "Last, First" with a surname that is also a word
+    ("Brown, Derek (DOB 19.10.1970) presented with chest pain.", "Brown, Derek", {rec.PERSON}),
+    # a lower-case name before a possessive, a surname first in a sentence beside another name
+    ("olga krylova's killers sentenced to life in prison", "olga krylova", {rec.PERSON}),
+    ("Abramovich and Wilson were precision engineers.", "Abramovich", {rec.PERSON}),
+    # a name in lower case after "my name is", "call me", "dr"
+    ("some mild stridor noted, dr green aware.", "green", {rec.PERSON}),
+    ("my name is vitoria and i need help", "vitoria", {rec.PERSON}),
+    ("sometimes people call me višeslav", "višeslav", {rec.PERSON}),
     ("He lived outside the Borough of Southwark for years.", "Borough of Southwark", {rec.LOCATION}),
     ("Telehealth from 192.168.10.4 ok.", "192.168.10.4", {rec.IP}),
     ("See https://example.org/patients/8812 for the scan.", "https://example.org/patients/8812", {rec.URL}),
@@ -198,6 +227,9 @@ CLEAN = [
     "Take 1/2 tab at bedtime; increase to 3/4 tab if needed.",
     "Gave 2000 ml NS; recheck in 3 weeks; 1800 cc out.",
     "Continue current regimen and recheck labs in three months; mammogram every two years.",
+    "Transferred from the ICU at 2200 hrs; call me tomorrow with the results.",
+    "Metformin and Lisinopril were continued; the patient's wife's car was parked outside.",
+    "UNABLE TO EXTUBATE TODAY. TRANSFERRED TO MICU FOR CLOSER MONITORING, THEN TO FLOOR.",
 ]
 
 

@@ -35,6 +35,20 @@ def _eval_pii(args) -> int:
     return 0
 
 
+def _bench_scale(args) -> int:
+    from securepipe.bench.scale import run_bench
+    from securepipe.errors import SecurePipeError
+
+    if args.rows_per_shard < 1 or args.note_chars < 0 or args.rows < 2 * args.rows_per_shard:
+        raise SecurePipeError("--rows must be at least twice --rows-per-shard (>= 1), --note-chars >= 0")
+    if not args.no_train and args.train_rows <= args.rows:
+        raise SecurePipeError("--train-rows must be more than --rows")
+    print(json.dumps(run_bench(args.rows, args.rows_per_shard, args.note_chars,
+                               train_rows=None if args.no_train else args.train_rows,
+                               worker_hour_usd=args.worker_hour_usd)))
+    return 0
+
+
 def register(commands, bench) -> None:
     evaluation = commands.add_parser("eval", help="score detection on labeled corpora (docs/PII-EVAL.md)")
     sub = evaluation.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -48,3 +62,18 @@ def register(commands, bench) -> None:
                      help="write our missed gold spans and wrong predictions, with context, as JSONL "
                           "(contains corpus text)")
     pii.set_defaults(func=_eval_pii)
+    from securepipe.bench.scale import DEFAULT_WORKER_HOUR_USD  # standard library only at its top
+
+    scale = bench.add_parser("scale", help="measure per-shard and serial-stage costs; project 10M/100M rows "
+                                           "on 8/32/128 workers (Amdahl)")
+    scale.add_argument("--rows", type=int, default=10_000, help="rows of the larger measured run (default 10000)")
+    scale.add_argument("--rows-per-shard", type=int, default=5000, help="shard size, as the DAG's (default 5000)")
+    scale.add_argument("--note-chars", type=int, default=600, help="length each note is extended to (default 600)")
+    scale.add_argument("--train-rows", type=int, default=100_000,
+                       help="rows of the replicated masked dataset training is also timed on (default 100000)")
+    scale.add_argument("--no-train", action="store_true", help="leave training out (it needs .venv-train)")
+    scale.add_argument("--worker-hour-usd", type=float, default=DEFAULT_WORKER_HOUR_USD,
+                       help=f"price of one worker-hour for the cost columns (default {DEFAULT_WORKER_HOUR_USD}, "
+                            "an assumption)")
+    scale.add_argument("--json", action="store_true", help="print one JSON object (the only output format)")
+    scale.set_defaults(func=_bench_scale)

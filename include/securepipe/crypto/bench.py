@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from securepipe.config import aws_from_env, kms_key_id
 from securepipe.crypto import envelope
 from securepipe.crypto.kms import DataKeyCache, KmsClient
 
@@ -235,22 +234,9 @@ def _file_to_file(mib: int, env: dict) -> dict:
 
 
 def run_bench(mib: int, *, file_mib: int | None = None) -> dict:
-    from securepipe import kms_emulator
+    from securepipe.kms_emulator import configured_or_private_kms
 
-    emulator = None
-    saved_environ = dict(os.environ)
-    aws = aws_from_env()
-    key_id = kms_key_id()
-    if not aws.kms_endpoint_url and not key_id:
-        # No KMS configured: measure against a private emulator on loopback (boto3 and the
-        # CLI children read its endpoint and dummy credentials from the environment).
-        emulator = kms_emulator.start_emulator()
-        key_id = kms_emulator.create_key(emulator.endpoint_url)
-        os.environ.update(kms_emulator.client_env(emulator.endpoint_url, key_id))
-        aws = aws_from_env()
-    elif not key_id:
-        key_id = kms_emulator.create_key(aws.kms_endpoint_url)
-    try:
+    with configured_or_private_kms() as (aws, key_id):
         kms = KmsClient(aws)
         result = {"bench": "crypto", "algorithm": envelope.DEFAULT_ALGORITHM, "repeats": REPEATS,
                   "file_repeats": FILE_REPEATS}
@@ -264,9 +250,3 @@ def run_bench(mib: int, *, file_mib: int | None = None) -> dict:
         result["cpu_count"] = os.cpu_count()
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
         return result
-    finally:
-        if emulator:
-            emulator.stop()
-            os.environ.clear()
-            os.environ.update(saved_environ)
-

@@ -63,7 +63,7 @@ rond-point passage faubourg fbg chaussée chaussee sentier hameau résidence res
 promenade montée montee côte cote traverse cité cite villa lotissement domaine ruelle carrefour rampe galerie mail
 clos viale piazza piazzale corso largo vicolo strada borgo contrada incrocio rotonda calle avenida plaza paseo
 carrer rua travessa praça praca estrada camino carretera ronda cuesta vial pasadizo pasaje callejón callejon glorieta
-travesía travesia rambla alameda urbanización urbanizacion utca u. út tér körút krt. ul. ulica al. aleja plac os.
+travesía travesia rambla alameda urbanización urbanizacion urb. avda. rúa travessera utca u. út tér körút krt. ul. ulica al. aleja plac os.
 trg cesta iela tänav sokak sk. cad. cadde odos leof.
 """.split()
 # German, Dutch and Nordic street names end in these.
@@ -92,7 +92,8 @@ def _words(words) -> str:
 
 _POST = rf"(?i:(?:{_words(_POST_TYPES)})s?)\b\.?"
 # "Via" only capitalized: "via" is also an English word ("3L via NC").
-_PRE = rf"(?:(?i:{_words(_PRE_TYPES)})|Via)\b\.?"
+# "C/" and "Av/" (calle, avenida) end in a slash, so no word boundary follows them.
+_PRE = rf"(?:(?:(?i:{_words(_PRE_TYPES)})|Via)\b\.?|(?:C|Av)/)"
 # Street types written in lower case after the name ("Erzsébet tér 19", "Kálmán Imre u. 12").
 _LOWER_POST = frozenset({"tér", "utca", "u", "út", "körút", "krt", "ul", "ulica", "trg", "cesta", "iela", "tänav"})
 _CITY = rf"{NAME_WORD}(?:(?:\s+|-)(?:{NAME_WORD}|{_PARTICLES}(?=\s*[-\s]\s*[{UPPER}])|\([{UPPER}][\w\s.]{{1,20}}\))){{0,4}}"
@@ -159,7 +160,8 @@ _ANNOUNCED = re.compile(
     r"(?i:\b(?:lives|living|resides|residing|residence|resident|moved|relocated|domiciled|staying)\s+(?:at|in)|"
     r"\b(?:home|mailing|postal|street|billing|current|new|permanent)?\s*address(?:e)?\s*(?:is|:|-)|"
     r"\baddress\s+(?:on\s+file|of\s+record)\s*(?:is|:)?|wohnhaft\s+in|wohnt\s+in|wohnort\s*:|anschrift\s*:|"
-    r"domicili[ée]e?\s+(?:au|à|a)|demeurant\s+(?:au|à|a)|habite\s+(?:au|à|a)|adresse\s*:)\s*"
+    r"domicili[ée]e?\s+(?:au|à|a)|demeurant\s+(?:au|à|a)|habite\s+(?:au|à|a)|adresse\s*:|domicilio\s*:|"
+    r"direcci[óo]n\s*:|reside\s+en|vive\s+en)\s*"
 )
 _CLAUSE_END = re.compile(r"\.\s+(?=[A-Z])|[;\n(]|\.$|\s(?:and|but|with|since|for|who|which|where|when|until|und|et|mais|"
                          r"seit|bis|depuis|jusqu['’]?\w*)\s")
@@ -193,7 +195,7 @@ def _families(text: str) -> set:
     if any(w in _POST_SET or (w.endswith("s") and w[:-1] in _POST_SET) for w in capitalized) or \
             any(w.lower() in _LOWER_POST for w in words):
         families.add("post")
-    if {w.lower() for w in words} & _PRE_SET or "Via" in words:
+    if {w.lower() for w in words} & _PRE_SET or "Via" in words or "C/" in text or "Av/" in text:
         families.add("pre")
     if any(w.endswith(_SUFFIX_TUPLE) for w in capitalized):
         families.add("suffix")

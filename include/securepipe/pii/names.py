@@ -201,6 +201,11 @@ class NameRecognizer(Recognizer):
         if all(re.fullmatch(r"[A-Z]\.?", word) for _, _, word in tokens):
             return  # "C.", "K" or "I" alone is an abbreviation or a pronoun; initials count beside a name
         strong = sum(k in (NAME, UNKNOWN) for k in kinds)
+        # "Brown, Derek": a surname that is also a word, written before a known given name and a comma.
+        last_first = re.match(rf",\s*({_TOKEN})(?![\w'’-])", after)
+        if not named and strong == 0 and last_first and all(k == AMBIGUOUS for k in kinds) \
+                and _kind(last_first.group(1)) == NAME:
+            named = True
         if not named:
             if all(k == PLACE for k in kinds if k != "particle"):
                 return  # PlaceRecognizer reports it
@@ -229,12 +234,17 @@ class NameRecognizer(Recognizer):
         after a title or an announcing word or before "'s"."""
         for match in _LOWER_RUN.finditer(text):
             words = [(m.start() + match.start(), m.end() + match.start(), m.group())
-                     for m in re.finditer(r"[^\W\d_][\w'’-]*", match.group())]
+                     for m in re.finditer(r"[^\W\d_][\w'’-]*?(?=['’]s\b|[^\w'’-]|$)", match.group())
+                     if m.end() - m.start() > 1]  # (not the "s" of a possessive)
             kinds = [category(w) for _, _, w in words]
-            if NAME not in kinds:
-                continue
             start, end = words[0][0], words[-1][1]
             before = text[max(0, start - 40):start]
+            if NAME not in kinds:
+                # After "my name is" / "call me" / "dr" any word that is not a common one is the name.
+                if kinds[0] != COMMON and (_SELF_NAMING.search(before) or _LOWER_TITLE.search(before)):
+                    named = 2 if len(kinds) == 2 and kinds[1] != COMMON else 1
+                    yield Span(start, words[named - 1][1], PERSON, 0.5)
+                continue
             pair = len(words) >= 2 and all(k == NAME or k == UNKNOWN and _NAME_LOOK.fullmatch(w)
                                            for k, (_, _, w) in zip(kinds, words))
             if pair or \
@@ -243,6 +253,8 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+_LOWER_TITLE = re.compile(r"\b(?:dr|drs|doctor|mr|mrs|ms|prof|nurse)\.?\s+$")
+_SELF_NAMING = re.compile(r"(?i:\b(?:my\s+name\s+is|name['’]s|call\s+me|calls\s+me|called\s+me|known\s+as|named)\s+)$")
 _TITLE_CASE = re.compile(rf"[{UPPER}][{LOWER}][\w'’-]*")
 _COORDINATED_AFTER = re.compile(rf"^(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)({_WORD_NO_DOT})(?![\w])")
 _COORDINATED_BEFORE = re.compile(rf"(?<![\w'’-])({_WORD_NO_DOT})(?:,\s*|\s+(?:and|&|und|et|y|e)\s+)$")
@@ -256,12 +268,14 @@ def _coordinated(text: str, found: list[Span]) -> Iterator[Span]:
         if after and _TITLE_CASE.fullmatch(after.group(1)) and _kind(after.group(1)) != COMMON:
             yield Span(span.end + after.start(1), span.end + after.end(1), PERSON, 0.5)
         before = _COORDINATED_BEFORE.search(text, max(0, span.start - 40), span.start)
+        # (first in a sentence only a word the lexicon does not know: "Abramovich and Wilson were")
         if before and _TITLE_CASE.fullmatch(before.group(1)) and _kind(before.group(1)) != COMMON \
-                and not _is_sentence_start(text, before.start(1)):
+                and (not _is_sentence_start(text, before.start(1)) or _kind(before.group(1)) == UNKNOWN):
             yield Span(before.start(1), before.end(1), PERSON, 0.5)
 
 
-_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}(?:\s+[{LOWER}][{LOWER}'’-]{{2,}})?(?![\w'’-])")
+# (a possessive "'s" may follow: "olga krylova's killers")
+_LOWER_RUN = re.compile(rf"(?<![\w'’-])[{LOWER}][{LOWER}'’-]{{2,}}?(?:\s+[{LOWER}][{LOWER}'’-]{{2,}}?)?(?![\w'’-]|['’](?!s\b))")
 
 
 def refine_person_or_place(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -300,6 +314,15 @@ _AREA = re.compile(
 )
 
 
+# Notes written in capitals ("TRANSFERRED TO QUARTERMAIN 3", "ADMITTED TO FREDERICK MEMORIAL"): the
+# capitalized-run rules see one run from the verb on, so the word after "to/at/from/in" is judged here.
+_CAPS_ANNOUNCED = re.compile(r"\b(?P<prep>TO|AT|FROM|IN|NEAR)\s+(?:THE\s+)?(?P<run>[A-Z][A-Z']{3,}(?:\s+[A-Z][A-Z']{2,}){0,2})"
+                             r"(?![\w'-])(?P<ward>\s*\d)?")
+_CAPS_FACILITY = re.compile(r"(?:HOSPITAL|HOSP|MEMORIAL|REGIONAL|GENERAL|CAMPUS|CLINIC|INFIRMARY|MEDICAL)")
+# Hospital units are where a patient is, not who or where they are: "TO MICU", "FROM PACU".
+_CARE_UNIT = re.compile(r"[A-Z]{0,3}ICU|[A-Z]{0,2}CCU|PACU|CSRU|CVRU|NARD|[A-Z]{1,3}U|CATH|STEPDOWN")
+
+
 class PlaceRecognizer(Recognizer):
     """Cities, countries and states the lexicon knows, hospitals or clinics by name, and
     capitalized words the lexicon does not know right after "in", "from", "grew up in"."""
@@ -316,6 +339,29 @@ class PlaceRecognizer(Recognizer):
             yield from self._places(text, match.start(1), match.group(1))
             yield from self._announced_place(text, match.start(1), match.group(1))
         yield from self._lowercase_places(text)
+        yield from self._caps_announced(text)
+
+    @staticmethod
+    def _caps_announced(text: str) -> Iterator[Span]:
+        for match in _CAPS_ANNOUNCED.finditer(text):
+            words = list(re.finditer(r"\S+", match.group("run")))
+            first = words[0].group()
+            kind = category(first.lower())
+            if _CARE_UNIT.fullmatch(first) or kind not in (UNKNOWN, PLACE, NAME) or _CAPS_FACILITY.fullmatch(first):
+                continue
+            end = words[0].end()
+            for word in words[1:]:  # the facility words and further unknown words go with it
+                if _CAPS_FACILITY.fullmatch(word.group()) or category(word.group().lower()) in (UNKNOWN, PLACE, NAME):
+                    end = word.end()
+                else:
+                    break
+            # After "to" an unknown word is as often a verb ("TO EXTUBATE") as a place: only a
+            # facility word or a ward number after it makes it one.
+            if match.group("prep") == "TO" and kind == UNKNOWN and end == words[0].end() and (
+                    len(words) > 1 or not match.group("ward")):
+                continue
+            start = match.start("run")
+            yield Span(start, start + end, LOCATION, 0.5)
 
     @staticmethod
     def _lowercase_places(text: str) -> Iterator[Span]:

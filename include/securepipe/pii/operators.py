@@ -271,9 +271,14 @@ class AgeBand(Operator):
     def apply(self, values, params, ctx):
         width, top = params.get("width", 10), params.get("top", 90)
         ages = pd.to_numeric(values, errors="coerce")
+        # An age found in text may carry its unit ("63 años", "5 meses"): the number is banded, the unit kept.
+        text = values.astype("string")
+        unit = text.str.extract(r"^\d{1,3}(\s+[^\W\d_]+)$", expand=False)
+        ages = ages.where(unit.isna().to_numpy(), pd.to_numeric(text.str.extract(r"^(\d{1,3})", expand=False),
+                                                                errors="coerce"))
         low = (np.floor(ages / width) * width).astype("Int64")
         bands = low.astype(str) if width == 1 else low.astype(str) + "-" + (low + width - 1).astype(str)
-        bands = bands.where(ages < top, f"{top}+")
+        bands = bands.where(ages < top, f"{top}+") + unit.fillna("").astype(object).to_numpy()
         # A value that is already a band ("40-49", "90+") is masking output: kept, so masking is idempotent.
         banded = values.astype("string").str.fullmatch(r"\d{1,3}(?:-\d{1,3}|\+)", na=False)
         other = values.where(values.isna() | banded, f"<{ctx.entity}>")

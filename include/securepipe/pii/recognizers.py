@@ -144,6 +144,10 @@ MONTHS = {
         "july jul juli juillet juil", "august aug août aout", "september sep sept septembre",
         "october oct okt oktober octobre", "november nov novembre", "december dec dez dezember décembre decembre déc",
     ), start=1) for name in names.split()},
+    # Spanish ("ago", "ene", "dic" left out: "ago" is an English word)
+    **{name: number for number, names in enumerate((
+        "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre setiembre", "octubre",
+        "noviembre", "diciembre"), start=1) for name in names.split()},
 }
 _MONTH_WORD = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 
@@ -389,6 +393,12 @@ class DateRecognizer(PatternRecognizer):
     )
     # Month and day without a year, as notes write them ("seen 8/23", "d/c'd 10/16"): not a
     # fraction or a score ("1/2 tab", "5/5 strength", "2/6 murmur").
+    # Month and two-digit year of a past event ("CABG 1/78", "AVR 8/88"): a second number above 31
+    # cannot be a day, so no clinical fraction or ratio reads like it ("5/5", "2/6", "8/10").
+    MONTH_YEAR = re.compile(r"(?<![\w/.:-])(?P<span>(?:1[0-2]|0?[1-9])/[3-9]\d)(?![\w/]|[.,:]\d|\s?%)"
+                            r"(?!\s*(?:mg|mcg|ml|cc|units?|mmhg|mm|cm|kg|sec|min|hrs?|bpm))")
+    # A year written with an apostrophe ("MI '91", "s/p cabg '84").
+    APOSTROPHE_YEAR = re.compile(r"(?<![\w'’])(?P<span>['’]\d{2})(?![\w'’%])")
     MONTH_DAY = re.compile(r"(?<![\w/.:-])(?P<span>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))(?![\w/]|[.,:]\d|\s?%)"
                            r"(?!\s*(?:strength|murmur|tabs?|tablets?|pills?|doses?|power|motor|pulses?|reflex|ml|mg|"
                            r"mcg|cc|units?|of|x\b|times|cm|mm|sec|min|hrs?|hours?|days?|weeks?|months?|years?|scale|"
@@ -414,9 +424,9 @@ class DateRecognizer(PatternRecognizer):
                          r"sun)day))\b")
     MONTH_PATTERNS = tuple(re.compile(pattern, re.IGNORECASE) for pattern in (
         rf"\b(?:{_WEEKDAY})?{_DAYS}\s*(?:of\s+|de\s+|-\s*)?{_MONTH_WORD}"
-        rf",?\s*(?:-\s*)?(?:{_YEAR}|'\d\d)\b",
+        rf",?\s*(?:-\s*|del?\s+)?(?:{_YEAR}|'\d\d)\b",
         rf"\b(?:{_WEEKDAY})?{_MONTH_WORD}\s+{_DAY},?\s+{_YEAR}\b",
-        rf"\b{_MONTH_WORD},?\s+(?:of\s+)?{_YEAR}\b",
+        rf"\b{_MONTH_WORD},?\s+(?:of\s+|del?\s+)?{_YEAR}\b",
         rf"\b(?:{_WEEKDAY})?{_DAY}\s+(?:of\s+)?{_MONTH_WORD}(?![\w])",
         rf"\b{_MONTH_WORD}\s+{_DAY}(?![\w])",
     ))
@@ -433,10 +443,15 @@ class DateRecognizer(PatternRecognizer):
             for pattern in (self.YEAR, self.YEAR_LIST, self.YEAR_RANGE):
                 for match in pattern.finditer(text):
                     yield Span(match.start("span"), match.end("span"), DATE, 0.5)
+        if "'" in text or "’" in text:
+            for match in self.APOSTROPHE_YEAR.finditer(text):
+                yield Span(match.start("span"), match.end("span"), DATE, 0.4)
         for match in self.DURATION.finditer(text):
             if not self.INTERVAL_AHEAD.search(text, max(0, match.start() - 16), match.start()):
                 yield Span(match.start(), match.end(), DATE, 0.3)
         if "/" in text:
+            for match in self.MONTH_YEAR.finditer(text):
+                yield Span(match.start("span"), match.end("span"), DATE, 0.4)
             for match in self.MONTH_DAY.finditer(text):
                 month, day = match.group("span").split("/")
                 if not (int(month) <= 5 and int(day) <= 5 and len(day) == 1):
@@ -521,7 +536,9 @@ class ContextIdentifierRecognizer(PatternRecognizer):
         r"|student|customer|client|order|invoice|transaction|booking|ticket|badge|id|identifier|number|no|nr|n°"
         r"|num(?:é|e)ro|dossier|aktenzeichen|az|versichertennummer|versicherungsnummer|versicherten-?nr|fallnummer"
         r"|fall-?nr|patientennummer|patienten-?nr|kennnummer|steuer-?id|iban|bic|swift|routing|sort\s+code"
-        r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip"
+        r"|matricule|numéro\s+de\s+s[ée]curit[ée]\s+sociale|s[ée]cu|mutuelle|ipp|nip|nhc|nass|cipa"
+        r"|historia\s+cl[íi]nica|n[úu]mero\s+de\s+historia|cp|c\.p|c[óo]digo\s+postal|plz|postleitzahl|postcode"
+        r"|post\s+code|code\s+postal|zip"
     )
     MRN_LABEL = re.compile(r"(?i)mrn|medical\s+record|med(?:ical)?\s*rec|chart|ipp|patientennummer|patienten-?nr")
     PREFILTER = re.compile(r"\d")
@@ -629,19 +646,22 @@ class AgeRecognizer(PatternRecognizer):
     name = "age"
     entity = AGE
     FLAGS = re.IGNORECASE
-    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|\bturn|\b(?:was|is|am|are|were|['’][smr])\s+\d")
+    PREFILTER = re.compile(r"(?i)year|yr|\by/?o\b|\bage|jahr|\bans\b|años|meses|días|edad|\bturn|\b(?:was|is|am|are|were|['’][smr])\s+\d")
     PATTERNS = (
         ("age-years-old", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:-\s?)?(?:years?|yrs?|y)\.?(?:[\s-]old\b|[\s-]of[\s-]age\b))", 0.8),
         ("age-yo", r"(?<![\w.,-])(?P<span>\d{1,3})(?=\s?(?:y/o|yo|y\.o\.)(?![\w]))", 0.8),
-        ("age-labelled", r"\b(?:age|aged|age\s+of|âgée?\s+de|alter|im\s+alter\s+von|turn|turns|turned|turning)[:\s]\s?"
+        ("age-labelled", r"\b(?:age|aged|age\s+of|âgée?\s+de|edad|alter|im\s+alter\s+von|turn|turns|turned|turning)[:\s]\s?"
                          r"(?P<span>\d{1,3})\b(?![.,]\d|\s?(?:%|mg|kg|cm|mm|ml|units?|times|tabs?|hours|days|weeks))", 0.7),
         ("age-was", r"\b(?:he|she|i|they|you|we)(?:\s+(?:was|is|am|are|were)|['’](?:s|m|re))\s+(?P<span>\d{1,3})"
                     r"(?=\s*(?:[.,;!?]|$|years|yrs))", 0.6),
         ("age-foreign", r"(?<![\w.,-])(?P<span>\d{1,3})(?=[\s-]?(?:jährige|jähriger|jährig|Jahre\s+alt|ans\b))", 0.8),
+        # Spanish states the unit with the age, and its records count the unit as part of it ("de 63 años").
+        ("age-spanish", r"\b(?:de|con|edad:?)\s+(?P<span>\d{1,3}\s+(?:años|meses|días))(?![\w])(?!\s+de\s+(?:evolución|"
+                        r"seguimiento|controles|tratamiento|duración))", 0.7),
     )
 
     def validate(self, value):
-        return 0 < int(value) <= 125
+        return 0 < int(re.match(r"\d+", value).group()) <= 125
 
 
 class AddressRecognizer(Recognizer):

@@ -121,6 +121,36 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
     return merged
 
 
+# A postcode written after the place or street it belongs to ("Wrocław 53-320", "ASKER nan 1386",
+# "Põlluküla SA 93318", "in Costamezzana 43015"): digits the address patterns cannot claim alone,
+# since a bare number is not an identifier anywhere else. A region code may sit in between.
+_POSTCODE_AFTER = re.compile(r"[ \t,]*\n?[ \t]*(?:(?:[A-Z]{2,3}|nan)[ \t,]+\n?[ \t]*)?"
+                             r"(?P<code>\d{2}-\d{3}|\d{3,6}(?: \d{2})?)(?![\w-]|[/.:,]\d)"
+                             r"(?![ \t]*(?i:hrs?|hours?|h|mg|mcg|g|kg|lbs?|ml|cc|l|units?|iu|mmol|mmhg|cm|mm|km|m|"
+                             r"miles?|times|x)\b)")
+
+
+# A town in capitals after a street ("Skoanveien 226 FAUSKE", "Huntly Street BARMOLLOCH"), as
+# Nordic, British and Australian addresses write it.
+_TOWN_AFTER_ADDRESS = re.compile(r"[ \t,]+\n?[ \t]*[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ'-]{2,}(?:[ -][A-ZÀ-ÖØ-Þ]{2,}){0,2}(?![\w-])")
+
+
+def _postcode_tails(text: str, spans: list[Span]) -> list[Span]:
+    tails = []
+    for span in spans:
+        if span.entity_type in (rec.LOCATION, rec.ADDRESS):
+            end = span.end
+            town = _TOWN_AFTER_ADDRESS.match(text, end) if span.entity_type == rec.ADDRESS else None
+            if town:
+                end = town.end()
+            code = _POSTCODE_AFTER.match(text, end)
+            if code:
+                end = code.end("code")
+            if end > span.end:
+                tails.append(Span(span.start, end, span.entity_type, span.score))
+    return spans + tails
+
+
 def _ner_segments(text: str, taken: list[Span]) -> list[tuple[int, str]]:
     """Sentences that hold a capitalized word the rules left undecided: outside the spans
     already found, and not a common word (a sentence of common words and found identifiers
@@ -187,7 +217,8 @@ def detect_batch(
     for index, spans in _ner_spans(ner_batch, texts).items():
         text = texts[index]
         per_text[index] += _outside(spans, surrogate_ranges(text) if "[" in text or "<" in text else [])
-    return [merge_spans(spans) for spans in per_text]
+    return [merge_spans(_postcode_tails(text if isinstance(text, str) else "", spans))
+            for text, spans in zip(texts, per_text)]
 
 
 def _outside(spans: list[Span], surrogates: list[tuple[int, int]]) -> list[Span]:
