@@ -81,7 +81,6 @@ def airflow_home():
     return SimpleNamespace(path=AIRFLOW_HOME, env={**os.environ, **AIRFLOW_TEST_ENV})
 
 
-
 # The modules that share one session-scoped celery_stack (tests/e2e/conftest.py) on one xdist worker:
 # the fault tests and the production path. The load test starts a stack of its own on another worker,
 # so the two run side by side: both spend much of their time waiting on the scheduler, heartbeats
