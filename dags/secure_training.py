@@ -8,14 +8,19 @@ Retrains a model on sensitive records without letting raw PII out of the plainte
 3. **mask_shard** (mapped over shards) detects PII in columns and free text and masks it
    (keyed pseudonyms, redaction, generalization), re-encrypting each shard.
 4. **finalize_masking** joins the shards, enforces k-anonymity and re-scans for residual PII:
-   the run fails closed if any remains. The masked dataset is published as an Asset.
-5. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
-6. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
+   the run fails closed if any remains.
+5. **validate_data** checks the masked batch against the signed profile of the last accepted one
+   (schema contract, drift, duplicates, outliers, value spikes, label noise); a finding fails the run
+   before any ε is spent and quarantines the batch, encrypted; only a batch that passes is published as
+   the masked-dataset Asset. The first batch becomes the reference;
+   `accept_new_reference` (with `reference_reason`) makes a flagged batch the reference, recording who and why.
+6. **check_budget** refuses the run before training when it would exceed the dataset's privacy budget.
+7. **train_model** runs DP-SGD in the training environment on the `gpu` queue and pool; it decrypts
    its input in memory and writes only an encrypted model. Under KubernetesExecutor, mask_shard and
    train_model run in the pod templates of deploy/kubernetes/ (train with a GPU).
-7. **privacy_gate** checks ε spent and the membership-inference AUC against the run's limits.
-8. **publish_lineage** writes the signed lineage manifest and the audit-log entry.
-9. **cleanup** always removes the run's encrypted intermediate shards.
+8. **privacy_gate** checks ε spent and the membership-inference AUC against the run's limits.
+9. **publish_lineage** writes the signed lineage manifest and the audit-log entry.
+10. **cleanup** always removes the run's encrypted intermediate shards.
 
 Only counts, hashes and pseudonyms travel through XCom and logs.
 """
@@ -78,6 +83,10 @@ default_args = {
         "rows_per_shard": Param(5000, type="integer", minimum=100, maximum=1_000_000),
         "max_mia_auc": Param(0.6, type="number", minimum=0.5, maximum=1.0),
         "nonprivate_baseline": Param(False, type="boolean"),
+        "accept_new_reference": Param(False, type="boolean",
+                                      description="Make this batch the data reference even if the checks flag it."),
+        "reference_reason": Param("", type="string", maxLength=500,
+                                  description="Why the new reference is accepted (required with accept_new_reference)."),
     },
     render_template_as_native_obj=True,
 )
@@ -102,12 +111,19 @@ def secure_training():
 
         return pipeline.mask_shard(settings_for(run), shard)
 
-    @task(outlets=[MASKED_DATASET])
+    @task
     def finalize_masking(run: dict, masked_shards: list[dict]) -> dict:
         from securepipe import pipeline
         from securepipe_dags.runs import settings_for
 
         return pipeline.finalize_masking(settings_for(run), list(masked_shards))
+
+    @task(outlets=[MASKED_DATASET])  # a refused batch never reaches the Asset's consumers
+    def validate_data(run: dict, masked: dict) -> dict:
+        from securepipe import pipeline
+        from securepipe_dags.runs import settings_for
+
+        return pipeline.validate_data(settings_for(run), masked)
 
     @task
     def check_budget(run: dict, masked: dict) -> dict:
@@ -151,6 +167,7 @@ def secure_training():
     masked_shards = mask_shard.partial(run=run).expand(shard=shards)
     masked = finalize_masking(run, masked_shards)
     budget = check_budget(run, masked)
+    validate_data(run, masked) >> budget  # no ε is charged for a batch the guard refuses
     trained = train_model(run, masked, budget)
     verdict = privacy_gate(run, trained)
     published = publish_lineage(run, shards, masked, trained, verdict)

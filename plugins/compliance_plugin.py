@@ -11,6 +11,11 @@ boundary and does not hold the evidence signing key: the page checks the audit
 chain's structure itself and shows the signature verdict that the
 `compliance_audit` DAG recorded (in the latest report); it cannot sign anything.
 
+Its one write, `POST /erasure` (for whoever may trigger `erasure_request`), seals the
+subject's identifier with KMS (Encrypt only) and triggers the DAG with the ciphertext,
+so the identifier never reaches the metadata DB, the REST API or the UI; the erasure
+list shows run ids, times, states and pseudonyms only.
+
 The FastAPI app is built on first access of `fastapi_apps` (only the API server
 asks), so schedulers and workers that load plugins import nothing from here.
 The evidence is read from the state directory the DAGs write (see `state_dir`),
@@ -21,6 +26,7 @@ with the layout of securepipe.audit / securepipe.lineage under it.
 import html
 import json
 import os
+import urllib.parse
 from functools import cached_property
 from pathlib import Path
 
@@ -56,19 +62,61 @@ def _pii_total(manifest: dict) -> int:
                for c in per.values() if isinstance(c, (int, float)))
 
 
+def _variable(name: str) -> str | None:
+    """An Airflow variable as the DAGs read it, or None."""
+    try:
+        from airflow.models.variable import Variable
+
+        return Variable.get(name, default_var=None)
+    except Exception:  # noqa: BLE001 - no metadata DB here: the caller falls back to its default
+        return None
+
+
 def state_dir() -> Path:
     """The evidence directory the DAGs write: SECUREPIPE_STATE_DIR, else the Airflow variable
     `securepipe_state_dir` (as the DAGs resolve it), else $AIRFLOW_HOME/securepipe-state."""
     explicit = os.environ.get("SECUREPIPE_STATE_DIR")
     if explicit:
         return Path(explicit)
-    try:
-        from airflow.models.variable import Variable
-
-        configured = Variable.get("securepipe_state_dir", default_var=None)
-    except Exception:  # noqa: BLE001 - no metadata DB here: fall back to the default location
-        configured = None
+    configured = _variable("securepipe_state_dir")
     return Path(configured or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "securepipe-state")
+
+
+def kms_key_id() -> str:
+    """The KMS key erasure requests are sealed under: the DAGs' variable, else SECUREPIPE_KMS_KEY_ID."""
+    return (_variable("securepipe_kms_key_id") or os.environ.get("SECUREPIPE_KMS_KEY_ID")
+            or "alias/securepipe-demo")
+
+
+def erasure_requests(root: Path) -> dict:
+    """The latest erasure runs from Airflow's metadata (ids, states, times: the conf is not even
+    read) with their outcome from the audit log (pseudonym tokens and counts only)."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from securepipe.audit.log import LOG_FILE_NAME, AuditLog
+    from securepipe.erasure import DEFAULT_DEADLINE_HOURS, ERASURE_DAG_ID, request_status
+    from securepipe.errors import SecurePipeError
+
+    with create_session() as session:
+        rows = session.execute(
+            select(DagRun.run_id, DagRun.state, DagRun.queued_at, DagRun.run_after, DagRun.end_date)
+            .where(DagRun.dag_id == ERASURE_DAG_ID).order_by(DagRun.run_after.desc()).limit(25)).all()
+    try:
+        completed = {e["payload"].get("run_id"): e["payload"] for e in AuditLog(root / LOG_FILE_NAME).entries()
+                     if e.get("event") == "erasure.completed"}
+    except SecurePipeError:
+        completed = {}
+    deadline = float(_variable("securepipe_erasure_deadline_hours") or DEFAULT_DEADLINE_HOURS)
+    runs = [{"run_id": run_id, "state": str(state), "submitted_at": queued_at or run_after, "end_date": end_date}
+            for run_id, state, queued_at, run_after, end_date in rows]
+    return {"deadline_hours": deadline,
+            "requests": request_status(runs, now=datetime.now(timezone.utc), deadline_hours=deadline,
+                                       completed=completed)}
 
 
 def gather_summary(root: Path) -> dict:
@@ -119,7 +167,8 @@ def gather_summary(root: Path) -> dict:
                       "checks": [{"check": c["check"], "ok": c["ok"]} for c in data["checks"]]}
         except (ValueError, KeyError, TypeError):
             report = {"unreadable": True}
-    return {"runs": runs, "audit": {"chain": chain, "recent_events": recent}, "budgets": budgets, "report": report}
+    return {"runs": runs, "audit": {"chain": chain, "recent_events": recent}, "budgets": budgets, "report": report,
+            "erasures": erasure_requests(root)}
 
 
 def _run_row(run: dict) -> str:
@@ -136,6 +185,60 @@ def _within_budget(budget: dict) -> bool:
     if budget["epsilon_budget"] is None or budget["delta_budget"] is None:
         return False
     return budget["epsilon_spent"] <= budget["epsilon_budget"] and budget["delta_spent"] <= budget["delta_budget"]
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _erasure_row(request: dict) -> str:
+    link = f'/dags/erasure_request/runs/{urllib.parse.quote(request["run_id"], safe="")}'
+    if request["state"] == "success" and request["rows_removed"] is None:
+        outcome = '<span class="ok">done</span>; <span class="muted">no outcome in the audit log</span>'
+    elif request["state"] == "success":
+        tokens = ", ".join(f"<code>{_e(t)}</code>" for t in request["subject_tokens"]) or "no stored rows held"
+        outcome = f'<span class="ok">erased</span> {tokens}; {_e(request["rows_removed"])} masked rows removed'
+    elif request["state"] == "failed":
+        outcome = '<span class="bad">FAILED</span>: open the run, fix the cause, clear it to rerun'
+    else:
+        outcome = ('<span class="bad">OVERDUE</span>' if request["overdue"] else '<span class="muted">pending</span>')
+    return (f'<tr><td><a href="{_e(link)}" target="_top"><code>{_e(request["run_id"])}</code></a></td>'
+            f'<td>{_e(request["submitted_at"][:16].replace("T", " "))} UTC</td><td>{_hours(request["age_hours"])}</td>'
+            f'<td>{_hours(request["waited_hours"])}</td><td>{_e(request["state"])}</td><td>{outcome}</td></tr>')
+
+
+# The form posts JSON with the session cookie (same origin). A cross-site page cannot send that
+# content type without a CORS preflight, which this app never grants, and FastAPI refuses a JSON
+# body sent as anything else (422), so the cookie alone cannot submit a request (no CSRF).
+ERASURE_FORM = """
+<form id="erasure-form" autocomplete="off">
+<label>Subject identifier <input name="subject_id" type="password" required maxlength="256"></label>
+<label>Dataset <input name="dataset" value="patients" required pattern="[a-z][a-z0-9_-]{0,63}"></label>
+<button type="submit">Submit erasure request</button> <span id="erasure-result" role="status"></span>
+</form>
+<script>
+document.getElementById("erasure-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target, out = document.getElementById("erasure-result");
+  const body = {subject_id: form.subject_id.value, dataset: form.dataset.value};
+  form.subject_id.value = "";
+  const reply = await fetch("erasure", {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "Accept": "application/json"}, body: JSON.stringify(body)});
+  const data = await reply.json().catch(() => ({}));
+  const detail = Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail;
+  out.textContent = reply.ok ? `Submitted as run ${data.dag_run_id}.`
+    : `Not submitted (${reply.status}): ${detail || "see the API server log"}`;
+});
+</script>"""
+
+
+def _erasure_section(erasures: dict) -> str:
+    rows = "".join(_erasure_row(r) for r in erasures["requests"])
+    return f"""<section><h2>Erasure requests</h2>
+<p class="muted">Deadline {_hours(erasures["deadline_hours"])}. Identifiers are sealed with KMS on submission and
+never shown; an erased subject appears as its pseudonym.</p>
+<table id="erasures"><tr><th>run</th><th>submitted</th><th>age</th><th>waited</th><th>state</th><th>outcome</th></tr>
+{rows or '<tr><td colspan="6" class="muted">No erasure requests.</td></tr>'}</table>{ERASURE_FORM}</section>"""
 
 
 def render_index(summary: dict, user_name: str) -> str:
@@ -174,6 +277,7 @@ def render_index(summary: dict, user_name: str) -> str:
 <table id="budgets"><tr><th>dataset</th><th>&epsilon; spent</th><th>&epsilon; budget</th><th></th></tr>
 {budget_rows}</table>
 </section>
+{_erasure_section(summary["erasures"])}
 <section><h2>Latest compliance report</h2>{report_block}</section>""")
 
 
@@ -194,12 +298,23 @@ def render_run(name: str, manifest: dict) -> str:
 
 
 def build_app():
-    from fastapi import Depends, FastAPI, Request
+    from typing import Annotated
+
+    from fastapi import Body, Depends, FastAPI, Request
     from fastapi.exception_handlers import http_exception_handler
-    from fastapi.responses import HTMLResponse
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException
 
-    from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.common.dagbag import create_dag_bag
+    from airflow.api_fastapi.common.db.common import SessionDep
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag, requires_authenticated
+
+    from securepipe.erasure import ERASURE_DAG_ID
+    from securepipe.errors import InputError
+
+    dag_bag = create_dag_bag()
 
     app = FastAPI(title="securepipe compliance", dependencies=[Depends(requires_authenticated())],
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -214,6 +329,12 @@ def build_app():
             return HTMLResponse(_page("Sign in required", body), status_code=exc.status_code)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_errors_without_input(request: Request, exc: RequestValidationError):
+        # FastAPI echoes the offending input by default; here that input may be a subject's identifier.
+        return JSONResponse({"detail": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors()]},
+                            status_code=422)
+
     @app.get("/", response_class=HTMLResponse)
     def index(user: GetUserDep) -> str:
         return render_index(gather_summary(state_dir()), user.get_name())
@@ -221,6 +342,34 @@ def build_app():
     @app.get("/api/summary")
     def summary() -> dict:
         return gather_summary(state_dir())
+
+    @app.post("/erasure", status_code=201, dependencies=[Depends(requires_access_dag(
+        "POST", DagAccessEntity.RUN, param_dag_id=ERASURE_DAG_ID))])
+    def submit_erasure(request: Request, body: Annotated[dict, Body()], user: GetUserDep, session: SessionDep) -> dict:
+        """Seal the identifier with KMS and trigger erasure_request with the ciphertext only (unpaused
+        first: a request must never queue behind a paused DAG). Who may: whoever may trigger that DAG."""
+        from sqlalchemy import update
+
+        from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
+        from airflow.api_fastapi.core_api.routes.public.dag_run import trigger_dag_run
+        from airflow.models.dag import DagModel
+
+        from securepipe.erasure import seal_subject_id
+        from securepipe.errors import SecurePipeError
+
+        dataset = body.get("dataset", "patients")
+        try:
+            sealed = seal_subject_id(body.get("subject_id"), dataset, kms_key_id=kms_key_id())
+        except SecurePipeError as exc:  # names the field or the KMS error code, never the identifier
+            raise HTTPException(status_code=400 if isinstance(exc, InputError) else 503, detail=str(exc)) from None
+        session.execute(update(DagModel).where(DagModel.dag_id == ERASURE_DAG_ID).values(is_paused=False))
+        # Airflow's own trigger handler: the run is created exactly as POST .../dagRuns would create it
+        # (params validated, triggering user recorded), in this request's transaction.
+        run = trigger_dag_run(ERASURE_DAG_ID, TriggerDAGRunPostBody(
+            logical_date=None, conf={"subject_ciphertext": sealed, "dataset": dataset}),
+            dag_bag, user, session, request)
+        return {"dag_id": ERASURE_DAG_ID, "dag_run_id": run.run_id, "state": str(run.state),
+                "url": f"/dags/{ERASURE_DAG_ID}/runs/{urllib.parse.quote(run.run_id, safe='')}"}
 
     @app.get("/runs/{manifest_name}", response_class=HTMLResponse)
     def run(manifest_name: str) -> str:

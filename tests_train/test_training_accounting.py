@@ -140,5 +140,22 @@ def test_statement_states_the_sampling_and_numbers():
     plan = accounting.noise_for_epsilon(3.0, 4000, 256, 20, 1e-5)
     assert plan.sampling == "poisson"
     text = accounting.privacy_statement(plan, 3.0)
-    assert "Poisson sampling" in text and "Outside this guarantee" in text and "standard deviation" in text
+    assert "Poisson sampling" in text and "no other release was accounted" in text
     assert f"{plan.epsilon:.3f}" in text and "PLD" in text and str(plan.steps) in text
+
+
+def test_scaling_and_accuracy_releases_are_inside_the_accountants_epsilon():
+    releases = accounting.release_noise(3.0, 1e-5)
+    assert set(releases) == {"scaling", "accuracy"}
+    for name, sigma in releases.items():  # each alone costs its stated share of the target
+        assert accounting.gaussian_epsilon(sigma, 1e-5) == pytest.approx(
+            accounting.RELEASE_EPSILON_SHARES[name] * 3.0, rel=0.02)
+    plan = accounting.noise_for_epsilon(3.0, 4000, 256, 20, 1e-5, releases=releases)
+    assert plan.epsilon <= 3.0 and plan.releases == releases
+    # the figure is the composition: recomputable from the card's numbers, and more than DP-SGD alone
+    recomputed = accounting.epsilon_spent(4000, 256, 20, plan.noise_multiplier, 1e-5, releases=plan.releases)
+    assert recomputed == pytest.approx(plan.epsilon)
+    assert accounting.epsilon_spent(4000, 256, 20, plan.noise_multiplier, 1e-5) < plan.epsilon
+    assert plan.noise_multiplier > accounting.noise_for_epsilon(3.0, 4000, 256, 20, 1e-5).noise_multiplier
+    text = accounting.privacy_statement(plan, 3.0)
+    assert "All released numbers within epsilon" in text and "input scaling" in text and "held-out accuracy" in text

@@ -12,6 +12,7 @@ from securepipe.synth import generate_patients
 from securepipe.training import data, evaluate
 
 SECRET = "Zebediah-Quux-42"  # a value that must never appear in an error
+SCALING_NOISE = 1.0  # the DP scaling's noise multiplier; these tests are about columns and splits
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,10 @@ def test_parquet_and_csv_give_the_same_split(tmp_path, patients):
     patients.to_csv(tmp_path / "p.csv", index=False)
     patients.to_parquet(tmp_path / "p.parquet", index=False)
     loaded = {name: data.load_table(tmp_path / name) for name in ("p.csv", "p.parquet")}
-    splits = [data.prepare(frame, "readmitted", file=name) for name, (frame, _) in loaded.items()]
+    splits = [data.prepare(frame, "readmitted", file=name, scaling_noise_multiplier=SCALING_NOISE) for name, (frame, _) in loaded.items()]
     assert splits[0].features == splits[1].features
-    np.testing.assert_allclose(splits[0].x_train, splits[1].x_train, rtol=1e-6)
+    raw = [split.x_train * split.std + split.mean for split in splits]  # the scaling's noise differs per call
+    np.testing.assert_allclose(raw[0], raw[1], rtol=1e-4, atol=1e-3)
 
 
 def test_csv_codes_written_with_leading_zeros_stay_text(tmp_path, patients):
@@ -38,20 +40,23 @@ def test_csv_codes_written_with_leading_zeros_stay_text(tmp_path, patients):
 
 
 def test_numbers_and_low_cardinality_text_are_features_and_the_rest_is_said(patients):
-    split = data.prepare(patients, "readmitted", file="p")
+    split = data.prepare(patients, "readmitted", file="p", scaling_noise_multiplier=SCALING_NOISE)
     numeric = ("age", "bmi", "systolic_bp", "glucose", "cholesterol", "heart_rate", "smoker", "prior_visits")
     assert split.features[:8] == numeric
     assert {"sex=F", "sex=M", "sex=(other)", "diagnosis_code=I10", "diagnosis_code=(other)"} <= set(split.features[8:])
     assert split.classes == ("0", "1") and split.n_classes == 2
     roles = split.columns
-    assert roles["readmitted"] == "label" and roles["age"] == "numeric"
+    assert roles["readmitted"] == "label" and roles["age"].startswith("numeric (")
     assert roles["sex"].startswith("categorical (2 categories")
     assert roles["name"] == "left out: identifier-like (unique per row)"
     assert roles["notes"] == "left out: free text"
     assert len(split.y_train) == 160 and len(split.y_test) == 40
-    # standardisation is fitted on the training split only
-    np.testing.assert_allclose(split.x_train.mean(axis=0), 0.0, atol=1e-5)
-    assert not np.allclose(split.x_test.mean(axis=0), 0.0, atol=1e-3)
+    # numbers are scaled by DP bounds on the public grid (never by exact statistics); indicators stay 0/1
+    from securepipe.training.scaling import GRID
+
+    scaled = [i for i in range(8) if split.columns[numeric[i]] == "numeric (scaled by DP bounds)"]
+    assert scaled and all(np.isclose(GRID, split.mean[i] - split.std[i]).any() for i in scaled)
+    assert np.all(split.mean[8:] == 0) and np.all(split.std[8:] == 1)
 
 
 def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only():
@@ -68,22 +73,25 @@ def test_masked_columns_are_left_out_and_categories_come_from_training_rows_only
         "rare": ["only-once"] + ["common"] * (n - 1),
         "outcome": rng.choice(["home", "readmitted", "deceased"], n, p=[0.6, 0.3, 0.1]),
     })
-    split = data.prepare(data._numbers_from_text(frame), "outcome", file="m")
+    split = data.prepare(data.numbers_from_text(frame), "outcome", file="m", scaling_noise_multiplier=SCALING_NOISE)
     roles = split.columns
     assert roles["Pat.-Nr."].startswith("left out: masked") and roles["Tel"].startswith("left out: masked")
-    assert roles["Alter"] == "numeric"  # "90+" is top-coded at 90
-    assert roles["hba1c_pct"] == "numeric" and roles["dx"].startswith("categorical")
+    assert roles["Alter"].startswith("numeric")  # "90+" is top-coded at 90
+    assert roles["hba1c_pct"].startswith("numeric") and roles["dx"].startswith("categorical")
     assert roles["PLZ"].startswith("categorical") and roles["Geburtsdatum"].startswith("categorical")  # generalized
     assert "rare=only-once" not in split.features and "rare=(other)" in split.features
     assert split.classes == ("deceased", "home", "readmitted") and set(split.y_train) == {0, 1, 2}
 
 
-def test_missing_numbers_are_imputed_with_the_training_mean(patients):
+def test_missing_numbers_take_the_scaling_midpoint_and_their_count_is_not_released(patients):
     frame = patients.copy()
     frame.loc[[3, 11, 40], "glucose"] = np.nan
-    split = data.prepare(frame, "readmitted", file="p")
+    split = data.prepare(frame, "readmitted", file="p", scaling_noise_multiplier=SCALING_NOISE)
     assert np.isfinite(split.x_train).all() and np.isfinite(split.x_test).all()
-    assert split.columns["glucose"] == "numeric (3 missing values set to the training mean)"
+    glucose = split.features.index("glucose")
+    scaled = np.concatenate([split.x_train[:, glucose], split.x_test[:, glucose]])
+    assert (scaled == 0).sum() >= 3  # the midpoint scales to 0
+    assert not any(ch.isdigit() for ch in split.columns["glucose"])  # no count of missing values on the card
 
 
 def _with(frame, column, row, value):
@@ -107,7 +115,7 @@ def _with(frame, column, row, value):
 ])
 def test_bad_tables_name_file_row_and_column_never_the_value(patients, mutate, row, column, reason):
     with pytest.raises(InputError) as caught:
-        data.prepare(mutate(patients), "readmitted", file="in.csv")
+        data.prepare(mutate(patients), "readmitted", file="in.csv", scaling_noise_multiplier=SCALING_NOISE)
     error = caught.value
     assert (error.file, error.row, error.column) == ("in.csv", row, column)
     assert reason in str(error) and SECRET not in str(error)

@@ -13,7 +13,7 @@ from securepipe.training import data, model
 from securepipe.training.ledger import PrivacyLedger
 
 REQUIRED_CARD_KEYS = {"epsilon", "delta", "noise_multiplier", "sampling_rate", "steps", "accountant", "accuracy",
-                      "auc", "mia_auc", "device"}
+                      "released_metrics", "device"}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,20 @@ def test_noise_is_really_added():
     assert np.linalg.norm(weights_clean - weights_noisy) > 1.0
 
 
+def test_dp_noise_cannot_be_regenerated_without_a_seed():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+
+    def weights(seed):
+        trained = model.fit(x, y, epochs=1, batch_size=64, noise_multiplier=1.0, seed=seed)
+        return np.concatenate([w.ravel() for w in trained.network.get_weights()])
+
+    assert np.array_equal(weights(0), weights(0))  # a seed reproduces an experiment...
+    assert not np.array_equal(weights(None), weights(0))  # ...and a run without one is not seed 0's
+    assert not np.array_equal(weights(None), weights(None))
+
+
 def test_train_cli_writes_model_card_and_loadable_model(tmp_path, patients_file, capsys):
     import tensorflow as tf
 
@@ -92,27 +106,30 @@ def test_train_cli_writes_model_card_and_loadable_model(tmp_path, patients_file,
     assert code == 0
     summary = _last_json_line(capsys.readouterr().out)
     card = json.loads((out / "model_card.json").read_text())
+    internal = json.loads((out / "evaluation_internal.json").read_text())
     assert REQUIRED_CARD_KEYS <= card.keys()
+    assert not {"auc", "ece", "brier", "mia_auc", "nonprivate_baseline", "metrics"} & card.keys()  # not released
     assert card["epsilon"] <= 3.0 and card["delta"] <= 1 / 480  # default delta <= 1/n
     assert card["steps"] == 3 * 8 and card["sampling_rate"] == pytest.approx(64 / 480)
     assert card["device"] == "CPU" and card["accountant"] == "pld"
-    assert 0.0 <= card["mia_auc"] <= 1.0 and card["nonprivate_baseline"]["mia_auc"] is not None
+    assert 0.0 <= internal["metrics"]["mia_auc"] <= 1.0 and internal["nonprivate_baseline"]["mia_auc"] is not None
+    assert internal["released"] is False
     assert card["data"]["masking_policy_sha256"] == "ab" * 32 and len(card["data"]["file_sha256"]) == 64
     assert card["privacy"]["statement"] == card["privacy_statement"]
     assert "Poisson sampling" in card["privacy_statement"] and card["privacy"]["sampling"] == "poisson"
-    assert card["nonprivate_mia_auc"] == card["nonprivate_baseline"]["mia_auc"] and 0 <= card["ece"] <= 1
+    assert "All released numbers within epsilon" in card["privacy_statement"]
     assert summary["epsilon"] == card["epsilon"] and "nonprivate_mia_auc" in summary
     markdown = (out / "model_card.md").read_text()
-    assert "Membership inference" in markdown and f"{card['noise_multiplier']:.4g}" in markdown
+    assert "are not released" in markdown and f"{card['noise_multiplier']:.4g}" in markdown
     # the saved model takes raw features and reproduces the card's accuracy on the held-out split
     served = tf.keras.models.load_model(out / "model.keras")
     frame, digest = data.load_table(patients_file)
     assert card["data"]["file_sha256"] == digest
-    split = data.prepare(frame, "readmitted", file="p", seed=0)
+    split = data.prepare(frame, "readmitted", file="p", seed=0, scaling_noise_multiplier=1.0)
     raw_test = split.x_test * split.std + split.mean
     probabilities = served.predict(raw_test, verbose=0).reshape(-1)
-    assert np.mean((probabilities >= 0.5) == split.y_test) == pytest.approx(card["accuracy"], abs=1e-9)
-    assert sorted(os.listdir(out)) == ["model.keras", "model_card.json", "model_card.md"]
+    assert np.mean((probabilities >= 0.5) == split.y_test) == pytest.approx(internal["metrics"]["accuracy"], abs=1e-9)
+    assert sorted(os.listdir(out)) == ["evaluation_internal.json", "model.keras", "model_card.json", "model_card.md"]
 
 
 def test_over_budget_run_is_refused_before_training(tmp_path, patients_file, capsys):
@@ -176,7 +193,8 @@ def test_multiclass_label_with_categorical_features_trains_and_says_what_it_used
     assert card["data"]["columns"]["note"] == "left out: free text"
     assert card["data"]["columns"]["severity"].startswith("categorical (3 categories")
     assert "severity=severe" in card["data"]["features"] and "softmax (3 classes)" in card["model"]["architecture"]
-    assert summary["accuracy"] > 0.5 and card["auc"] > 0.6  # chance is about 0.4
-    assert 0 <= card["mia_auc"] <= 1 and 0 <= card["ece"] <= 1
+    internal = json.loads((tmp_path / "out" / "evaluation_internal.json").read_text())["metrics"]
+    assert internal["accuracy"] > 0.5 and internal["auc"] > 0.6  # chance is about 0.4
+    assert 0 <= internal["mia_auc"] <= 1 and 0 <= internal["ece"] <= 1
     markdown = (tmp_path / "out" / "model_card.md").read_text()
     assert "## Columns" in markdown and "| note | left out: free text |" in markdown

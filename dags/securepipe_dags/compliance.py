@@ -70,6 +70,25 @@ def _finished_training_runs(db_url: str) -> list[tuple[str, str]]:
     return [(dag_id, safe_run_id(run_id)) for dag_id, run_id in rows]
 
 
+def _utc(value):
+    """A metadata-DB timestamp as an aware UTC datetime (SQLite hands raw SQL a naive UTC string)."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _erasure_requests(db_url: str) -> list[dict]:
+    """Every erasure run with its state and times (run ids and timestamps only: the conf holds
+    nothing but a ciphertext, and it is not read)."""
+    rows = _query(db_url, "SELECT run_id, state, COALESCE(queued_at, run_after), end_date FROM dag_run "
+                          "WHERE dag_id = 'erasure_request'")
+    return [{"run_id": run_id, "state": str(state), "submitted_at": _utc(submitted), "end_date": _utc(ended)}
+            for run_id, state, submitted, ended in rows]
+
+
 def _retention() -> list:
     from securepipe.audit.checks import RetentionPolicy
 
@@ -81,6 +100,7 @@ def _retention() -> list:
 
 def audit_settings(params: dict):
     from securepipe.compliance import AuditSettings
+    from securepipe.erasure import DEFAULT_DEADLINE_HOURS
 
     context = get_current_context()
     db_url = _metadata_db_url()
@@ -100,5 +120,8 @@ def audit_settings(params: dict):
         users=_users(),
         connections=_connections(db_url),
         finished_runs=_finished_training_runs(db_url),
+        erasure_requests=_erasure_requests(db_url),
+        erasure_deadline_hours=float(settings.variable("securepipe_erasure_deadline_hours",
+                                                                  str(DEFAULT_DEADLINE_HOURS))),
         resolve_uri=lambda uri: settings.storage_root(uri) if not uri.startswith("file://") else Path(uri[7:]),
     )

@@ -50,6 +50,10 @@ def prepare(context) -> dict:
     policy_path = "" if policy_name == "default" else str(policy_dir / f"{policy_name}.yaml")
     if policy_path and not Path(policy_path).is_file():
         raise InputError(f"{policy_name}.yaml", "masking policy not found in the policy directory")
+    accept_reference = bool(params.get("accept_new_reference", False))
+    reason = str(params.get("reference_reason") or "").strip()
+    if accept_reference and not reason:
+        raise InputError("reference_reason", "accepting a new data reference needs a reason")
     run_id = safe_run_id(context["run_id"])
     return {
         "run_id": run_id,
@@ -70,6 +74,8 @@ def prepare(context) -> dict:
         "rows_per_shard": int(params["rows_per_shard"]),
         "max_mia_auc": float(params["max_mia_auc"]),
         "nonprivate_baseline": bool(params["nonprivate_baseline"]),
+        "accept_new_reference": accept_reference,
+        "reference_reason": reason,
         "train_cli": settings.train_cli(),
         "budgets": json.loads(settings.variable("securepipe_privacy_budgets", "{}")),
         "trigger": _trigger(context),

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "securepipe.training.cli",
     "securepipe.audit.cli",
     "securepipe.lineage.cli",
+    "securepipe.validation.cli",
     "securepipe.demo.cli",
     "securepipe.bench.cli",
 )

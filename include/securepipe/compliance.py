@@ -34,6 +34,8 @@ CHECK_NAMES = (
     "residual_pii_in_masked_sample",
     "access_review",
     "erasures_honored",
+    "erasure_requests",
+    "keys_current",
 )
 # Entity types left out of the leak index: their values look like ordinary log content
 # (timestamps, five-digit numbers), so a match would say nothing.
@@ -57,6 +59,8 @@ class AuditSettings:
     users: list[dict] = field(default_factory=list)
     connections: list[dict] = field(default_factory=list)
     finished_runs: list[tuple[str, str]] = field(default_factory=list)
+    erasure_requests: list[dict] = field(default_factory=list)  # see checks.check_erasure_requests
+    erasure_deadline_hours: float | None = None
     resolve_uri: Callable[[str], object] | None = None
 
     @property
@@ -143,6 +147,10 @@ def check_inputs(name: str, settings: AuditSettings) -> dict:
         return {"records": _latest_masked_records(settings), "index": sensitive_index(settings)}
     if name == "access_review":
         return {"connections": settings.connections, "users": settings.users}
+    if name == "erasure_requests":
+        return {"requests": settings.erasure_requests, "deadline_hours": settings.erasure_deadline_hours}
+    if name == "keys_current":
+        return {"storage_root": settings.storage_root, "state_dir": settings.state_dir}
     if name == "erasures_honored":
         from securepipe.erasure import ErasureSettings
 

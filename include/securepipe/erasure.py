@@ -13,16 +13,25 @@ so a retrain cannot bring them back. What does not change: the privacy ledger.
 ε already spent was spent on everyone in the data; removing one subject does not
 give the others their privacy back, so no budget is reset (the erasure is recorded
 and models trained on the data are marked for retraining instead).
+
+How a request arrives: the identifier is sealed with KMS where it is submitted
+(`seal_subject_id`, on the API server, which needs Encrypt only) and the DAG run's
+conf holds only that ciphertext, so no reader of the REST API, the UI or the
+metadata DB sees the identifier; the worker opens it (`subject_from_conf`) and
+refuses any other conf key, a plaintext identifier included.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from securepipe.config import AwsSettings
-from securepipe.errors import InputError
+from securepipe.errors import CryptoError, InputError
 from securepipe.storage import resolve_uri
 
 
@@ -40,6 +49,92 @@ class ErasureSettings:
 
     def open_uri(self, uri: str):
         return resolve_uri(uri, self.resolve_uri)
+
+
+ERASURE_DAG_ID = "erasure_request"
+# The only keys an erasure run's conf may hold: anything else (`subject_id`, `mrn`, ...) may be the
+# identifier in clear, and the run refuses it before any work.
+REQUEST_CONF_KEYS = frozenset({"subject_ciphertext", "dataset"})
+DATASET_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+MAX_SUBJECT_ID_CHARS = 256
+
+
+def request_context(dataset: str) -> dict[str, str]:
+    """The KMS encryption context of a sealed identifier: a grant can allow exactly this purpose, and
+    a ciphertext sealed for one dataset does not open for another."""
+    return {"purpose": "erasure-request", "dataset": dataset}
+
+
+def validate_request(subject_id, dataset) -> None:
+    """Refuse a malformed request without echoing the identifier."""
+    if not isinstance(subject_id, str) or not subject_id.strip() or len(subject_id) > MAX_SUBJECT_ID_CHARS:
+        raise InputError("subject_id", f"a subject identifier of 1 to {MAX_SUBJECT_ID_CHARS} characters is required")
+    if not isinstance(dataset, str) or not re.fullmatch(DATASET_PATTERN, dataset):
+        raise InputError("dataset", f"a dataset name matching {DATASET_PATTERN} is required")
+
+
+def seal_subject_id(subject_id: str, dataset: str, *, kms_key_id: str, kms=None) -> str:
+    """KMS-encrypt the identifier (randomized: two requests for one subject do not match); base64 text."""
+    from securepipe.crypto.kms import default_kms
+
+    validate_request(subject_id, dataset)
+    blob, _ = (kms or default_kms()).wrap(kms_key_id, subject_id.encode("utf-8"), request_context(dataset))
+    return base64.b64encode(blob).decode("ascii")
+
+
+def subject_from_conf(conf: dict, *, kms_key_id: str, aws: AwsSettings | None = None, kms=None) -> str:
+    """The identifier of an erasure run, opened from its sealed form; `InputError` for a conf with any
+    key besides the sealed identifier and the dataset (key names only in the message)."""
+    from securepipe.crypto.kms import default_kms
+
+    unexpected = sorted(set(conf) - REQUEST_CONF_KEYS)
+    if unexpected:
+        raise InputError("conf", f"refusing key(s) {', '.join(unexpected)}: an erasure request carries only the "
+                                 "KMS-sealed identifier (submit it through POST /compliance/erasure)")
+    dataset = conf.get("dataset", "patients")
+    try:
+        blob = base64.b64decode(str(conf.get("subject_ciphertext") or ""), validate=True)
+    except (binascii.Error, ValueError):
+        blob = b""
+    if not blob:
+        raise InputError("conf", "subject_ciphertext is missing or not base64")
+    try:
+        subject_id = (kms or default_kms(aws)).unwrap(kms_key_id, blob, request_context(dataset)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CryptoError("the sealed identifier does not decode as text") from None
+    validate_request(subject_id, dataset)
+    return subject_id
+
+
+DEFAULT_DEADLINE_HOURS = 72.0
+FINISHED_STATES = ("success", "failed")
+
+
+def request_status(runs, *, now, deadline_hours: float = DEFAULT_DEADLINE_HOURS,
+                   completed: dict[str, dict] | None = None) -> list[dict]:
+    """Each erasure run as people need to see it: age, how long it waited, whether it is overdue.
+
+    runs: {"run_id", "state", "submitted_at" (aware datetime), "end_date" (or None)} from Airflow's
+    metadata; completed: the `erasure.completed` audit payloads by path-safe run id, for the outcome
+    (pseudonym tokens and counts, never the identifier). A run waits from submission until it ends;
+    it is overdue while it has not ended past the deadline. Newest first."""
+    from securepipe.pipeline import safe_run_id
+
+    rows = []
+    for run in runs:
+        submitted, ended = run["submitted_at"], run.get("end_date")
+        finished = run["state"] in FINISHED_STATES
+        waited_h = ((ended if finished and ended else now) - submitted).total_seconds() / 3600
+        outcome = (completed or {}).get(safe_run_id(run["run_id"]))
+        rows.append({
+            "run_id": run["run_id"], "state": run["state"], "submitted_at": submitted.isoformat(),
+            "age_hours": round((now - submitted).total_seconds() / 3600, 2), "waited_hours": round(waited_h, 2),
+            "overdue": not finished and waited_h > deadline_hours,
+            "late": finished and waited_h > deadline_hours,
+            "subject_tokens": (outcome or {}).get("subject_tokens", []),
+            "rows_removed": (outcome or {}).get("rows_removed"),
+        })
+    return sorted(rows, key=lambda r: r["submitted_at"], reverse=True)
 
 
 def subject_token(settings: ErasureSettings, subject_id: str, entity: str) -> str:
@@ -78,8 +173,7 @@ def erase_subject(settings: ErasureSettings, subject_id: str) -> dict:
     from securepipe.crypto import decrypt_to_bytes, encrypt_bytes
     from securepipe.lineage.manifest import artifact_record, build_manifest, write_manifest
 
-    if not subject_id or len(subject_id) > 256:
-        raise InputError("subject_id", "a subject identifier of 1 to 256 characters is required")
+    validate_request(subject_id, settings.dataset)
     audit = state_audit_log(settings.state_dir, kms_key_id=settings.kms_key_id, aws=settings.aws)
     tokens, rewritten, rows_removed, artifacts, pii_report = set(), [], 0, [], {}
     for manifest, artifact in _masked_versions(settings):

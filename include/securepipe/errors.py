@@ -60,3 +60,8 @@ class AuditError(SecurePipeError):
     """The audit chain or a signature does not verify."""
 
     exit_code = 5
+
+
+class DataValidationFailed(DeterministicRefusal):
+    """A new batch failed the data checks (schema, drift, duplicates, outliers, label noise) before any ε
+    was spent. The message names checks and columns, never a value."""

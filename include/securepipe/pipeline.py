@@ -53,6 +53,8 @@ class RunSettings:
     rows_per_shard: int = 5000
     max_mia_auc: float = 0.6
     nonprivate_baseline: bool = False
+    accept_new_reference: bool = False
+    reference_reason: str = ""
     train_cli: str = ""
     trigger: dict = field(default_factory=dict)
     budgets: dict = field(default_factory=dict)
@@ -82,14 +84,30 @@ def _kms(run: RunSettings):
     return default_kms(run.aws)
 
 
-def _store_frame(run: RunSettings, frame, key: str, context: dict[str, str], kms=None) -> dict:
-    """Encrypt a DataFrame as Parquet straight from memory into storage; return its lineage record."""
+def _run_scope(run: RunSettings) -> str:
+    """The crypto-shredding scope of a run's intermediate shards: `cleanup` deletes its key, so copies
+    left in backups or old object versions cannot be read either."""
+    return f"dataset:{run.dataset}/runs/{run.run_id}"
+
+
+def _shred_store(run: RunSettings, kms):
+    from securepipe.crypto.shred import ShredKeyStore
+
+    return ShredKeyStore(run.state_dir / "shred-keys", key_id=run.kms_key_id, kms=kms)
+
+
+def _store_frame(run: RunSettings, frame, key: str, context: dict[str, str], kms=None, *,
+                 intermediate: bool = False) -> dict:
+    """Encrypt a DataFrame as Parquet straight from memory into storage; return its lineage record.
+    An intermediate frame (a shard) is also sealed under the run's shredding scope."""
     from securepipe.crypto import encrypt_bytes
 
+    kms = kms or _kms(run)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    info = encrypt_bytes(buffer.getvalue(), run.path(key), key_id=run.kms_key_id, context=context,
-                         kms=kms or _kms(run))
+    shredding = {"shred_scope": _run_scope(run), "key_store": _shred_store(run, kms)} if intermediate else {}
+    info = encrypt_bytes(buffer.getvalue(), run.path(key), key_id=run.kms_key_id, context=context, kms=kms,
+                         **shredding)
     return {"key": key, "uri": run.uri(key), "rows": int(len(frame)), "sha256": info["sha256"],
             "kms_key_arn": info.get("kms_key_id", run.kms_key_id), "context": context}
 
@@ -99,7 +117,9 @@ def _load_frame(run: RunSettings, record: dict, kms=None):
 
     from securepipe.crypto import decrypt_to_bytes
 
-    data = decrypt_to_bytes(run.path(record["key"]), expected_context=record["context"], kms=kms or _kms(run))
+    kms = kms or _kms(run)
+    data = decrypt_to_bytes(run.path(record["key"]), expected_context=record["context"], kms=kms,
+                            key_store=_shred_store(run, kms))
     return pd.read_parquet(io.BytesIO(data))
 
 
@@ -130,13 +150,17 @@ def _secret(run: RunSettings) -> bytes:
 # --- stages ------------------------------------------------------------------------------------
 def ingest(run: RunSettings) -> list[dict]:
     """Read the raw input strictly and store it as encrypted shards; the input is never modified."""
-    from securepipe.ingest import ReadLimits, iter_frames
+    from securepipe.ingest import ReadLimits, estimate_rows, iter_frames
     from securepipe.pii.structured import plan_table
+    from securepipe.progress import Progress
 
     kms = _kms(run)
     source = _input_path(run)
     shards = []
     plan = None
+    # In a task, stderr is no terminal: this logs a count line every 30 s and one at the end. The total
+    # (for an ETA) costs a read of the file: only when it is local, never a second download.
+    progress = Progress(f"ingest {run.dataset}", total=estimate_rows(source) if isinstance(source, Path) else None)
     for index, frame in enumerate(
         iter_frames(source, required_columns=[run.label], limits=ReadLimits(chunk_rows=run.rows_per_shard))
     ):
@@ -145,11 +169,13 @@ def ingest(run: RunSettings) -> list[dict]:
             plan = plan_table(frame, _policy(run), keep=(run.label,), file=getattr(source, "name", "input")).as_dict()
         shard = f"{index:05d}"
         key = f"{run.dataset}/runs/{run.run_id}/raw/shard-{shard}.parquet.enc"
-        record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms)
+        record = _store_frame(run, frame, key, run.context("raw-shard", shard=shard), kms, intermediate=True)
         record["index"] = index
         record["first_row"] = int(frame.index[0]) + 1
         record["plan"] = plan
         shards.append(record)
+        progress.advance(len(frame))
+    progress.close()
     return shards
 
 
@@ -180,7 +206,8 @@ def mask_shard(run: RunSettings, shard: dict) -> dict:
                                 workers=IN_TASK_WORKERS)
     residual = report.pop("residual_scan")
     key = f"{run.dataset}/runs/{run.run_id}/masked-shards/shard-{int(shard['index']):05d}.parquet.enc"
-    record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms)
+    record = _store_frame(run, masked, key, run.context("masked-shard", shard=f"{int(shard['index']):05d}"), kms,
+                          intermediate=True)
     record.update(index=shard["index"], report=report, residual_scan=residual, plan=shard["plan"])
     return record
 
@@ -241,6 +268,60 @@ def finalize_masking(run: RunSettings, masked_shards: list[dict]) -> dict:
 def policy_sha256(run: RunSettings) -> str:
     """The hash of the masking policy in force, as resolved (`extends` included)."""
     return _policy(run).sha256
+
+
+def validate_data(run: RunSettings, masked: dict) -> dict:
+    """The poisoning guard: check the masked batch against the signed profile of the last accepted one.
+
+    Runs before `check_budget`, so a refused batch spends no ε. With no profile yet the batch
+    becomes the reference; a clean batch replaces it (drift is measured from the last accepted
+    dataset). Findings fail the run closed (`DataValidationFailed`): the batch and its findings
+    are quarantined encrypted and the audit log records check and column names, never values.
+    An operator may accept a batch as the new reference despite findings (`accept_new_reference`,
+    with a reason); the audit entry records who and why.
+    """
+    from securepipe.crypto import encrypt_bytes
+    from securepipe.errors import DataValidationFailed
+    from securepipe.validation.checks import check_batch
+    from securepipe.validation.profile import build_profile
+    from securepipe.validation.store import load_profile, profile_path, save_profile
+
+    kms = _kms(run)
+    frame = _load_frame(run, masked, kms)
+    log = audit_log(run)
+    key = log.signing_key(may_create=log.head() is None)
+    path = profile_path(run.state_dir, run.dataset)
+    previous = load_profile(path, dataset=run.dataset, signing_key=key, kms=kms) if path.exists() else None
+    findings = check_batch(frame, previous) if previous is not None else []
+    summary = [{"check": f.check, "column": f.column, "measured": round(f.measured, 6), "limit": round(f.limit, 6)}
+               for f in findings]
+    if findings and not run.accept_new_reference:
+        base = f"{run.dataset}/quarantine/{run.run_id}"
+        batch = _store_frame(run, frame, f"{base}/batch.parquet.enc", run.context("quarantined-batch"), kms)
+        report = json.dumps({"run_id": run.run_id, "dataset": run.dataset, "masked_sha256": masked["sha256"],
+                             "findings": [f.as_dict() for f in findings]}, sort_keys=True).encode()
+        encrypt_bytes(report, run.path(f"{base}/findings.json.enc"), key_id=run.kms_key_id,
+                      context=run.context("quarantine-findings"), kms=kms)
+        _audit(run, "data.validation_failed", {"findings": summary, "quarantine": batch["uri"],
+                                               "masked_sha256": masked["sha256"]},
+               idempotency_key=f"{run.run_id}:data_validation_failed")
+        raise DataValidationFailed(
+            f"data validation refused the batch before training ({len(findings)} finding(s): "
+            + "; ".join(f"{f.check} column {f.column!r}" if f.column else f.check for f in findings)
+            + "); quarantined encrypted, see the audit log")
+    profile = build_profile(frame, run.label, file="masked-dataset")
+    info = save_profile(profile, path, dataset=run.dataset, signing_key=key, key_id=run.kms_key_id, kms=kms)
+    if previous is None:
+        event, extra = "data.reference_set", {"reason": "first accepted batch of the dataset"}
+    elif findings:
+        event, extra = "data.reference_accepted", {"findings": summary, "accepted_by": run.trigger.get("user", "unknown"),
+                                                   "reason": run.reference_reason}
+    else:
+        event, extra = "data.validation_passed", {}
+    _audit(run, event, {"masked_sha256": masked["sha256"], "profile_sha256": info["sha256"],
+                        "previous_profile_created_at": previous and previous["created_at"], **extra},
+           idempotency_key=f"{run.run_id}:{event}")
+    return {"clean": not findings, "findings": summary, "event": event, "profile_sha256": info["sha256"]}
 
 
 DEFAULT_BUDGET = {"epsilon": 10.0, "delta": 1e-4}
@@ -307,6 +388,8 @@ def train(run: RunSettings, masked: dict) -> dict:
             raise SecurePipeError(f"training failed (exit {result.returncode}): {last}")
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         card = json.loads((out / "model_card.json").read_text())
+        # Exact evaluation (attack AUC for the gate): outside ε, so it stays in XCom, never on the card.
+        internal = json.loads((out / "evaluation_internal.json").read_text())
         model_file = next(p for p in out.iterdir() if p.name.endswith(".enc"))
         key = f"{run.dataset}/models/{run.run_id}/{model_file.name}"
         from securepipe.storage import atomic_write, sha256_file
@@ -320,7 +403,7 @@ def train(run: RunSettings, masked: dict) -> dict:
                 shutil.copy(out / name, cards / name)
         return {"version": _version(masked), "model": {"key": key, "uri": run.uri(key), "sha256": sha256_file(model_file),
                           "context": run.context("model"), "kms_key_arn": run.kms_key_id},
-                "card": card, "summary": summary}
+                "card": card, "internal_evaluation": internal["metrics"], "summary": summary}
 
 
 def _aws_env(run: RunSettings) -> dict[str, str]:
@@ -336,18 +419,19 @@ def _aws_env(run: RunSettings) -> dict[str, str]:
 def privacy_gate(run: RunSettings, trained: dict) -> dict:
     """Fail closed when ε spent exceeds the target or the membership-inference AUC is too high; record ε."""
     card = trained["card"]
+    mia_auc = trained["internal_evaluation"].get("mia_auc")
     problems = []
     if card["epsilon"] > run.target_epsilon * 1.0001:
         problems.append(f"epsilon spent {card['epsilon']:.3f} exceeds the target {run.target_epsilon}")
-    if card.get("mia_auc") is not None and card["mia_auc"] > run.max_mia_auc:
-        problems.append(f"membership-inference AUC {card['mia_auc']:.3f} exceeds {run.max_mia_auc}")
+    if mia_auc is not None and mia_auc > run.max_mia_auc:
+        problems.append(f"membership-inference AUC {mia_auc:.3f} exceeds {run.max_mia_auc}")
     if problems:
         _audit(run, "pipeline.gate_failed", {"gate": "privacy", "reason": "; ".join(problems)},
                idempotency_key=f"{run.run_id}:privacy_gate")
         raise GateFailed("privacy gate: " + "; ".join(problems))
     # Re-charge with what the accountant says was spent (never more than the target checked above).
     budget = _ledger(run).charge(run.dataset, trained["version"], run.run_id, card["epsilon"], card["delta"])
-    return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": card.get("mia_auc"), "budget": budget}
+    return {"epsilon": card["epsilon"], "delta": card["delta"], "mia_auc": mia_auc, "budget": budget}
 
 
 def _artifact(record: dict, *, name: str, kind: str, role: str = "output") -> dict:
@@ -376,7 +460,7 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
                  if "spans" not in entry else dict(entry["spans"]))
         for column, entry in pii.get("columns", {}).items() if entry.get("operator") != "keep"
     }
-    metric_names = ("accuracy", "auc", "ece", "brier", "mia_auc", "nonprivate_accuracy", "nonprivate_mia_auc")
+    metric_names = ("accuracy",)  # what the card releases inside ε; the rest stays with the gate
     manifest = build_manifest(
         dag_id=run.dag_id,
         run_id=run.run_id,
@@ -405,7 +489,8 @@ def publish_lineage(run: RunSettings, shards: list[dict], masked: dict, trained:
 
 
 def cleanup(run: RunSettings) -> int:
-    """Remove the run's intermediate shards (ciphertext); the input and published outputs stay."""
+    """Remove the run's intermediate shards (ciphertext) and shred their scope key; the input and
+    published outputs stay."""
     prefix = run.path(f"{run.dataset}/runs/{run.run_id}")
     if not prefix.exists():
         return 0
@@ -414,4 +499,5 @@ def cleanup(run: RunSettings) -> int:
         shutil.rmtree(prefix)
     else:
         prefix.fs.rm(prefix.path, recursive=True)
+    _shred_store(run, _kms(run)).shred(_run_scope(run))
     return removed

@@ -127,17 +127,20 @@ def test_audit_fails_on_a_pii_value_in_a_task_log(deployment):
     assert state == "failed" and "no_pii_in_task_logs" in _failed(report)
 
 
-def test_erasure_removes_the_subject_and_the_audit_proves_it(deployment):
+def test_erasure_removes_the_subject_and_the_audit_proves_it(deployment, kms_env):
     import io
 
     import pandas as pd
 
     from securepipe.crypto import decrypt_to_bytes
+    from securepipe.erasure import seal_subject_id
     from securepipe.lineage.manifest import load_manifests
 
     dags, work, landing = deployment
     subject = generate_patients(400, seed=8)["patient_id"].iloc[5]
-    run = dags["erasure_request"].test(run_conf={"subject_id": subject})
+    # As POST /compliance/erasure submits it: the run's conf holds the KMS ciphertext only.
+    sealed = seal_subject_id(subject, "patients", kms_key_id=kms_env.alias)
+    run = dags["erasure_request"].test(run_conf={"subject_ciphertext": sealed})
     assert run.state == "success"
     assert subject not in landing.read_text()
     events = [json.loads(line) for line in (work / "securepipe-state" / "audit.jsonl").read_text().splitlines()]
@@ -154,6 +157,7 @@ def test_erasure_removes_the_subject_and_the_audit_proves_it(deployment):
     state, report = _audit(deployment)
     assert state == "success", _failed(report)
     assert report["erasures_honored"]["details"]["erased_subjects"] == 1
+    assert report["erasure_requests"]["ok"] and report["erasure_requests"]["details"]["requests"] >= 1
 
 
 def test_an_over_budget_run_is_refused_before_training(deployment):

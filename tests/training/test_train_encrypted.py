@@ -50,7 +50,7 @@ def test_encrypted_input_to_encrypted_model(tmp_path, kms_env):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["encrypted"] is True and summary["model"].endswith("model.keras.enc")
     # only ciphertext and the card are left: the plaintext model never persisted
-    assert sorted(os.listdir(out)) == ["model.keras.enc", "model_card.json", "model_card.md"]
+    assert sorted(os.listdir(out)) == ["evaluation_internal.json", "model.keras.enc", "model_card.json", "model_card.md"]
     card = json.loads((out / "model_card.json").read_text())
     assert card["data"]["encrypted"] is True and card["model"]["encryption_context"] == MODEL_CONTEXT
     assert card["data"]["file_sha256"] == hashlib.sha256(encrypted_input.read_bytes()).hexdigest()

@@ -96,12 +96,13 @@ def wait_for_api(stack: AirflowStack, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory):
+def airflow_api(tmp_path_factory, kms_env):
     home = tmp_path_factory.mktemp("airflow-home")
     state = home / "securepipe-state"
     seed_evidence(state)
+    # The emulator's KMS: erasure requests are sealed with it on the api-server.
     config = StackConfig(home=home, api_port=free_port(), sql_alchemy_conn=f"sqlite:///{home / 'airflow.db'}",
-                         extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1"})
+                         extra_env={"SECUREPIPE_STATE_DIR": str(state), "AIRFLOW__API__WORKERS": "1", **kms_env.env})
     stack = AirflowStack(config)
     stack.migrate()
     stack.start("api-server", "api-server")
@@ -110,6 +111,14 @@ def airflow_api(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+def login(stack: AirflowStack, user: str) -> str:
+    password = json.loads(passwords_file(stack.config.home).read_text())[user]
+    reply = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
+        f"{stack.config.base_url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"username": user, "password": password}).encode()), timeout=30)
+    return json.load(reply)["access_token"]
 
 
 def call(stack, path, *, token=None, cookie=None, accept="application/json"):
@@ -169,12 +178,29 @@ def test_authenticated_calls_see_the_evidence(airflow_api):
 
 
 def test_viewer_role_can_read(airflow_api):
-    password = json.loads(passwords_file(airflow_api.config.home).read_text())["auditor"]
-    reply = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
-        f"{airflow_api.config.base_url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"username": "auditor", "password": password}).encode()), timeout=30)
-    token = json.load(reply)["access_token"]
-    assert call(airflow_api, "/compliance/api/summary", token=token)[0] == 200
+    assert call(airflow_api, "/compliance/api/summary", token=login(airflow_api, "auditor"))[0] == 200
+
+
+def test_an_erasure_request_leaves_the_identifier_nowhere(airflow_api):
+    """Submitted as ops through the real api-server; then read back as every role, and the DB and logs."""
+    subject = "MRN-77120934"
+    airflow_api.run_cli("dags", "reserialize")  # the DAG as a dag-processor would store it, paused or not
+    body = json.dumps({"subject_id": subject, "dataset": "patients"}).encode()
+    request = urllib.request.Request(f"{airflow_api.config.base_url}/compliance/erasure", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {login(airflow_api, 'ops')}"})
+    with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - loopback
+        assert reply.status == 201
+        run_id = json.load(reply)["dag_run_id"]
+    for user in ("admin", "ops", "auditor"):
+        status, runs = call(airflow_api, "/api/v2/dags/erasure_request/dagRuns", token=login(airflow_api, user))
+        assert status == 200 and run_id in runs and subject not in runs
+        status, dag = call(airflow_api, "/api/v2/dags/erasure_request", token=login(airflow_api, user))
+        assert json.loads(dag)["is_paused"] is False
+    summary = json.loads(call(airflow_api, "/compliance/api/summary", token=login(airflow_api, "auditor"))[1])
+    assert [(r["run_id"], r["state"]) for r in summary["erasures"]["requests"]] == [(run_id, "queued")]
+    stored = [airflow_api.config.home / "airflow.db", *airflow_api.log_dir.glob("*.log")]
+    assert not [p.name for p in stored if subject.encode() in p.read_bytes()]
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium "

@@ -81,6 +81,11 @@ def test_erasure_requests_emit_no_lineage_events():
     assert policy[0]["scope"] == {"dag_id": "erasure_request"} and policy[0]["controls"]["emit"] is False
 
 
+def test_the_api_server_reaches_kms_to_seal_erasure_requests():
+    env = SERVICES["api-server"]["environment"]
+    assert env["AWS_ENDPOINT_URL_KMS"] == "http://kms:5000" and "AIRFLOW_VAR_SECUREPIPE_KMS_KEY_ID" in env
+
+
 def test_every_shipped_policy_loads():
     """The policies an operator can pick by name (the Dockerfile copies policies/) are valid."""
     from securepipe.pii import load_policy

@@ -443,6 +443,49 @@ def check_access_review(connections: Iterable[dict], users: Iterable[dict], *,
                   admins=len(admins), max_admins=max_admins)
 
 
+# --- erasure requests answered in time ----------------------------------------------------------
+def check_erasure_requests(requests: Iterable[dict], *, deadline_hours: float | None = None,
+                           now=None) -> dict:
+    """No erasure request waits past its deadline (default 72 h) and none failed.
+
+    requests: erasure runs from Airflow's metadata ({"run_id", "state", "submitted_at", "end_date"}).
+    A failed run fails the check until it is rerun (cleared) and succeeds; one still waiting past the
+    deadline fails it until it ends. A run that ended after the deadline is counted (`completed_late`)
+    but passes: the breach is in the record, and it cannot be undone by any action now."""
+    from datetime import datetime, timezone
+
+    from securepipe.erasure import DEFAULT_DEADLINE_HOURS, request_status
+
+    check = "erasure_requests"
+    deadline = DEFAULT_DEADLINE_HOURS if deadline_hours is None else float(deadline_hours)
+    rows = request_status(requests, now=now or datetime.now(timezone.utc), deadline_hours=deadline)
+    overdue = [{"run_id": r["run_id"], "waited_hours": r["waited_hours"]} for r in rows if r["overdue"]]
+    failed = [r["run_id"] for r in rows if r["state"] == "failed"]
+    return result(check, not overdue and not failed, deadline_hours=deadline, requests=len(rows),
+                  pending=sum(r["state"] not in ("success", "failed") for r in rows),
+                  overdue=_limited(overdue), failed=_limited(failed),
+                  completed_late=sum(r["late"] for r in rows))
+
+
+def check_keys_current(storage_root, state_dir) -> dict:
+    """No artifact (in storage or the state dir) is still wrapped by a KMS key the key registry retired."""
+    from securepipe.crypto import rotation
+
+    check = "keys_current"
+    retired = set(rotation.read_key_registry(state_dir)["retired"])
+    stale, scanned = [], 0
+    for root in (_storage_root(storage_root), Path(state_dir)):
+        if root is None:
+            continue
+        for name, path in rotation.envelope_files(root):
+            scanned += 1
+            if rotation.envelope.inspect(path)["kms_key_id"] in retired:
+                stale.append(name)
+    reason = f"{len(stale)} artifact(s) still wrapped by a retired KMS key" if stale else None
+    return result(check, not stale, artifacts_scanned=scanned, retired_keys=len(retired),
+                  wrapped_by_retired_key=_limited(stale), reason=reason)
+
+
 # --- running and recording ----------------------------------------------------------------------
 CHECKS: dict[str, Callable[..., dict]] = {
     "storage_encrypted": check_storage_encrypted,
@@ -455,6 +498,8 @@ CHECKS: dict[str, Callable[..., dict]] = {
     "no_pii_in_metadata_db": check_no_pii_in_database,
     "residual_pii_in_masked_sample": check_no_pii_in_records,
     "access_review": check_access_review,
+    "erasure_requests": check_erasure_requests,
+    "keys_current": check_keys_current,
 }
 
 

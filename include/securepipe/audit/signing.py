@@ -161,6 +161,28 @@ def load_signing_key(path: Path, *, aws=None) -> SigningKey:
     return SigningKey(key_id, wrapping, secret)
 
 
+def rewrap_signing_key(path: Path, *, to_key_id: str, kms) -> dict:
+    """Re-wrap a KMS-wrapped key file under `to_key_id` (KMS ReEncrypt: the secret never leaves KMS),
+    so key rotation can retire the old key without orphaning the evidence."""
+    path = Path(path)
+    with exclusive_lock(path):
+        record = json.loads(path.read_text())
+        if record.get("wrapping") != "kms":
+            return {"path": str(path), "kms_key_id_before": None, "kms_key_id": None}
+        before = record["kms_key_arn"]
+        wrapped, arn = kms.rewrap(base64.b64decode(record["ciphertext_b64"]), before,
+                                  record["encryption_context"], to_key_id)
+        record.update(kms_key_arn=arn, ciphertext_b64=base64.b64encode(wrapped).decode())
+        old_umask = os.umask(0o077)
+        try:
+            with atomic_write(path, "w") as handle:
+                json.dump(record, handle, indent=2)
+        finally:
+            os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return {"path": str(path), "kms_key_id_before": before, "kms_key_id": arn}
+
+
 def get_signing_key(path: Path | None = None, *, create: bool = False, kms_key_id: str | None = None, aws=None):
     """Load the key at `path` (default: state dir); create it first when `create` and missing.
 

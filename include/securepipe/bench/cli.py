@@ -11,26 +11,33 @@ import json
 import sys
 from pathlib import Path
 
+from securepipe.progress import add_quiet_flag
+
 
 def _eval_pii(args) -> int:
     from securepipe.bench.corpus_format import load_corpus
     from securepipe.bench.pii_eval import PresidioBaseline, SecurePipeDetector, evaluate, format_table
     from securepipe.errors import InputError
+    from securepipe.progress import Progress
 
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit", "must be at least 1")
     corpus = load_corpus(args.corpus)
     corpus.split_path(args.split)  # an unknown split fails before any model loads
     systems = [SecurePipeDetector()] if args.no_baseline else [SecurePipeDetector(), PresidioBaseline()]
+    total = corpus.count_documents(args.split)
+    progress = Progress(f"eval {corpus.name}/{args.split}", total=min(total, args.limit or total), unit="texts",
+                        quiet=args.quiet)
     if args.misses is None:
-        result = evaluate(corpus, args.split, systems, limit=args.limit)
+        with progress:
+            result = evaluate(corpus, args.split, systems, limit=args.limit, progress=progress)
     else:
         from securepipe.storage import atomic_write
 
         print(f"securepipe: warning: {args.misses} will contain corpus text (missed spans and wrong "
               "predictions with their context); keep it where the corpus itself may be", file=sys.stderr)
-        with atomic_write(Path(args.misses), "w") as misses:
-            result = evaluate(corpus, args.split, systems, limit=args.limit, misses=misses)
+        with progress, atomic_write(Path(args.misses), "w") as misses:
+            result = evaluate(corpus, args.split, systems, limit=args.limit, misses=misses, progress=progress)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -61,6 +68,7 @@ def register(commands, bench) -> None:
     pii.add_argument("--misses", default=None, metavar="FILE",
                      help="write our missed gold spans and wrong predictions, with context, as JSONL "
                           "(contains corpus text)")
+    add_quiet_flag(pii)
     pii.set_defaults(func=_eval_pii)
     from securepipe.bench.scale import DEFAULT_WORKER_HOUR_USD  # standard library only at its top
 

@@ -58,6 +58,14 @@ class Corpus:
                              column="splits")
         return self.root / self.splits[split]
 
+    def count_documents(self, split: str) -> int:
+        """Non-blank lines of the split file (one document each), without parsing them: a progress total."""
+        try:
+            with open(self.split_path(split), "rb") as handle:
+                return sum(1 for line in handle if line.strip())
+        except FileNotFoundError:
+            return 0  # documents() says so when it is read
+
     def documents(self, split: str, limit: int | None = None) -> Iterator[Document]:
         """The split's documents in file order, validated one line at a time."""
         path = self.split_path(split)

@@ -233,8 +233,9 @@ def _miss_records(document: Document, predicted: Sequence[Predicted], score: Doc
 
 
 def evaluate(corpus: Corpus, split: str, systems: Sequence, *, limit: int | None = None,
-             batch_size: int | None = None, misses: TextIO | None = None) -> dict:
+             batch_size: int | None = None, misses: TextIO | None = None, progress=None) -> dict:
     """Score each system on the split, batch by batch (memory stays flat in the corpus size).
+    `progress`: a securepipe.progress.Progress advanced by the texts of each batch scored.
 
     `systems[0]` is the one under test: `misses` receives its misses and wrong predictions,
     and `speed_ratio` is its speed over that of `systems[1]`, when there is one.
@@ -269,6 +270,8 @@ def evaluate(corpus: Corpus, split: str, systems: Sequence, *, limit: int | None
                                             baseline):
                     misses.write(json.dumps(record, ensure_ascii=False) + "\n")
         texts += len(batch)
+        if progress is not None:
+            progress.advance(len(batch))
         chars += sum(len(text) for text in inputs)
         ignored_gold += sum(1 for d in batch for g in d.spans if g.type in corpus.ignore_types)
     result = {

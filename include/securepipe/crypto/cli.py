@@ -12,6 +12,7 @@ import json
 import sys
 
 from securepipe.errors import CryptoError
+from securepipe.progress import add_quiet_flag
 
 
 def parse_context(pairs: list[str] | None) -> dict[str, str]:
@@ -32,21 +33,33 @@ def _print(result: dict) -> int:
     return 0
 
 
+def _progress(args, verb: str):
+    import os
+
+    from securepipe.progress import Progress
+
+    return Progress(f"{verb} {os.path.basename(args.src)}", total=os.path.getsize(args.src), unit="bytes",
+                    quiet=args.quiet)
+
+
 def _encrypt(args) -> int:
     from securepipe.crypto import envelope
 
-    return _print(
-        envelope.encrypt_file(
+    with _progress(args, "encrypt") as progress:
+        result = envelope.encrypt_file(
             args.src, args.out, key_id=args.kms_key_id, context=parse_context(args.context),
-            algorithm=args.algorithm, shred_scope=args.shred_scope,
+            algorithm=args.algorithm, shred_scope=args.shred_scope, progress=progress,
         )
-    )
+    return _print(result)
 
 
 def _decrypt(args) -> int:
     from securepipe.crypto import envelope
 
-    return _print(envelope.decrypt_file(args.src, args.out, expected_context=parse_context(args.context)))
+    with _progress(args, "decrypt") as progress:
+        result = envelope.decrypt_file(args.src, args.out, expected_context=parse_context(args.context),
+                                       progress=progress)
+    return _print(result)
 
 
 def _inspect(args) -> int:
@@ -106,12 +119,14 @@ def register(commands, bench) -> None:
                          choices=["AES256_GCM_HKDF_1MB", "AES256_GCM_HKDF_4KB"])
     encrypt.add_argument("--shred-scope", metavar="dataset:NAME|subject:ID",
                          help="also seal the data key under this crypto-shredding scope")
+    add_quiet_flag(encrypt)
     encrypt.set_defaults(func=_encrypt)
 
     decrypt = sub.add_parser("decrypt", help="verify and decrypt; no output unless every byte verifies")
     decrypt.add_argument("--in", dest="src", required=True, metavar="FILE.enc")
     decrypt.add_argument("--out", required=True, metavar="FILE")
     decrypt.add_argument("--context", action="append", required=True, metavar="KEY=VALUE")
+    add_quiet_flag(decrypt)
     decrypt.set_defaults(func=_decrypt)
 
     inspect = sub.add_parser("inspect", help="print the header as JSON without decrypting")

@@ -405,12 +405,14 @@ def _size_of(handle: BinaryIO) -> int:
 
 
 # -- public API on paths (str, Path, or ObjectStoragePath) --------------------------------------
-def encrypt_file(src, dst, **options) -> dict:
+def encrypt_file(src, dst, *, progress=None, **options) -> dict:
     """Encrypt file `src` to `dst` atomically. Returns header info, sizes and the ciphertext sha256.
 
-    Options as for `encrypt_bytes`."""
+    Options as for `encrypt_bytes`; `progress`: a securepipe.progress.Progress in bytes read."""
+    from securepipe.progress import CountingReader
+
     with open_read(src) as source:
-        return _encrypt_to(source, dst, **options)
+        return _encrypt_to(CountingReader(source, progress) if progress else source, dst, **options)
 
 
 def encrypt_bytes(data: bytes, dst, **options) -> dict:
@@ -438,16 +440,20 @@ def _encrypt_to(
     return {**info, "path": str(dst)}
 
 
-def decrypt_file(src, dst, *, expected_context: dict[str, str], kms: KmsClient | None = None, key_store=None) -> dict:
+def decrypt_file(src, dst, *, expected_context: dict[str, str], kms: KmsClient | None = None, key_store=None,
+                 progress=None) -> dict:
     """Decrypt `src` to local file `dst`, published only after the last segment verified.
 
-    Plaintext never goes to shared storage: `dst` must be a local path.
+    Plaintext never goes to shared storage: `dst` must be a local path. `progress`: as for encrypt_file.
     """
+    from securepipe.progress import CountingReader
+
     if not is_local(dst):
         raise CryptoError(f"refusing to write plaintext to non-local storage {dst}")
     with open_read(src) as source, atomic_write(local_path(dst)) as destination:
         size = decrypt_stream(
-            source, destination, expected_context=expected_context, kms=kms, key_store=key_store, name=str(src)
+            CountingReader(source, progress) if progress else source, destination,
+            expected_context=expected_context, kms=kms, key_store=key_store, name=str(src),
         )
     return {"path": str(dst), "plaintext_size": size}
 

@@ -1,6 +1,8 @@
 """`securepipe demo` (the whole pipeline once) and `securepipe up` (the web UI for exploring)."""
 from __future__ import annotations
 
+from securepipe.progress import add_quiet_flag
+
 
 def register(commands, bench) -> None:
     demo = commands.add_parser("demo", help="run secure_training once on the embedded default and print a summary")
@@ -15,6 +17,7 @@ def register(commands, bench) -> None:
     demo.add_argument("--home", help="AIRFLOW_HOME (default: $AIRFLOW_HOME or ./.airflow)")
     demo.add_argument("--timeout", type=float, default=1800)
     demo.add_argument("--keep-running", action="store_true", help="leave the UI up after the run (Ctrl-C stops)")
+    add_quiet_flag(demo)
     demo.set_defaults(func=_demo)
 
     up = commands.add_parser("up", help="start the Airflow UI and components on the embedded default")

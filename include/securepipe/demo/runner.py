@@ -102,6 +102,7 @@ def _stage_input(args, landing_dir: Path) -> tuple[Path, dict]:
 
 
 def run_demo(args) -> int:
+    from securepipe.progress import Progress
     from securepipe.synth import write_patients
 
     started = time.monotonic()
@@ -122,7 +123,8 @@ def run_demo(args) -> int:
                 **run_conf}
         run_id = stack.trigger(DAG_ID, conf)
         _step(f"triggered {DAG_ID} run {run_id}; waiting")
-        state = stack.wait_for_run(DAG_ID, run_id, timeout=args.timeout)
+        with Progress(DAG_ID, unit="tasks", quiet=args.quiet) as progress:
+            state = stack.wait_for_run(DAG_ID, run_id, timeout=args.timeout, progress=progress)
         tasks = stack.task_states(DAG_ID, run_id)
         if state != "success":
             failed = sorted(t for t, s in tasks.items() if s not in ("success", "skipped"))

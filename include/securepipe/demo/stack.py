@@ -28,6 +28,7 @@ ADMIN_USER = "admin"
 DEFAULT_USERS = "admin:admin,ops:op,auditor:viewer"
 # OpenLineage events carry the DAG run's conf; an erasure request's conf holds the subject's
 # identifier, so no event is emitted for that DAG (its own signed manifest records the erasure).
+FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 ERASURE_LINEAGE_POLICY = json.dumps([{"scope": {"dag_id": "erasure_request"}, "controls": {"emit": False},
                                       "locked": True}])
 
@@ -87,6 +88,7 @@ class StackConfig:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # Paused until triggered through `trigger`: no scheduled run (a daily audit, a weekly
             # retrain) starts by itself in a demo or test stack and competes for its two cores.
+            # erasure_request overrides this (is_paused_upon_creation=False): a request never waits on it.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
@@ -241,11 +243,16 @@ class AirflowStack:
             body["dag_run_id"] = run_id
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 1800) -> str:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 1800, progress=None) -> str:
+        """The run's final state; `progress` (securepipe.progress.Progress in tasks) follows its tasks."""
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
             state = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if progress is not None:
+                states = self.task_states(dag_id, run_id)  # mapped tasks appear as they expand
+                progress.total = len(states)
+                progress.advance(sum(s in FINISHED_TASK_STATES for s in states.values()) - progress.done)
             if state in ("success", "failed"):
                 return state
             if time.monotonic() > deadline:

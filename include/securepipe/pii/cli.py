@@ -13,6 +13,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from securepipe.progress import add_quiet_flag
 
 def _offline() -> None:
     # tldextract (via Presidio) would otherwise try to download a public suffix list.
@@ -89,12 +90,16 @@ def resolve_secret() -> bytes:
 
 def _mask(args) -> int:
     _offline()
+    from securepipe.ingest import estimate_rows
     from securepipe.pii.mask import mask_file
     from securepipe.pii.policy import load_policy
+    from securepipe.progress import Progress
 
     policy = load_policy(args.policy)
-    report = mask_file(args.input, args.output, policy=policy, secret=resolve_secret(), report_path=args.report,
-                       keep=args.keep or ())
+    secret = resolve_secret()
+    with Progress(f"mask {Path(args.input).name}", total=estimate_rows(args.input), quiet=args.quiet) as progress:
+        report = mask_file(args.input, args.output, policy=policy, secret=secret, report_path=args.report,
+                           keep=args.keep or (), progress=progress)
     for warning in report["plan"]["warnings"]:
         print(f"securepipe: warning: {warning}", file=sys.stderr)
     masked = {column: entry["entity"] for column, entry in report["columns"].items() if entry["operator"] != "keep"}
@@ -130,6 +135,7 @@ def register(commands, bench) -> None:
     mask.add_argument("--policy", default=None, help="policy YAML (default: the packaged policy; no column named)")
     mask.add_argument("--keep", action="append", metavar="COLUMN", help="a column to leave unchanged (a label)")
     mask.add_argument("--report", default=None, help="write the JSON report here (counts only)")
+    add_quiet_flag(mask)
     mask.set_defaults(func=_mask)
     pii_bench = bench.add_parser("pii", help="throughput, recall and precision against Presidio")
     pii_bench.add_argument("--rows", type=int, default=10_000)

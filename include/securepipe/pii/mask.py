@@ -256,10 +256,11 @@ def mask_frame(
 # --- a file ---------------------------------------------------------------------------------------
 def mask_file(
     in_path, out_path, *, policy: Policy, secret: bytes, report_path=None, chunk_rows: int = CHUNK_ROWS,
-    workers: int | None = None, keep=(),
+    workers: int | None = None, keep=(), progress=None,
 ) -> dict:
     """Mask a CSV/Parquet file into Parquet (or CSV for people), streaming; publish only if the gate
-    passes. `keep`: columns that must come out unchanged (a label)."""
+    passes. `keep`: columns that must come out unchanged (a label); `progress`: a
+    securepipe.progress.Progress advanced by the rows of each chunk masked."""
     in_path, out_path = Path(in_path), Path(out_path)
     input_format(out_path)  # refuse an unsupported output before reading anything
     report: dict = {"input": in_path.name, "rows_in": 0, "columns": {}}
@@ -288,6 +289,8 @@ def mask_file(
                     schema = table.schema
                     writer = pq.ParquetWriter(staging, schema)
                 writer.write_table(table)
+                if progress is not None:
+                    progress.advance(len(chunk))
         finally:
             if writer is not None:
                 writer.close()

@@ -141,7 +141,8 @@ def register(commands, bench) -> None:
     train.add_argument("--l2-norm-clip", type=_positive_float)
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--hidden", type=_hidden, help="hidden layer widths, default 32,16")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=None,
+                       help="fix the random state (experiments only: a known seed lets anyone regenerate the DP noise)")
     train.add_argument("--nonprivate-baseline", action="store_true",
                        help="also train the same model without DP and report its metrics and attack AUC")
     train.add_argument("--encrypt-model", action="store_true", help="write only the encrypted model")

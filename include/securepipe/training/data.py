@@ -19,12 +19,12 @@ Which columns become features, and why the others do not (the model card lists b
 The label may be 0/1, or any column with 2 to `MAX_CLASSES` classes (binary or
 multi-class); each class needs rows in both splits.
 
-The standardisation (and the category list) is fitted on the training split only, so
-nothing about held-out rows leaks into training (and the membership attack's
-non-members stay unseen). Its mean and standard deviation are exact, not DP: two
-aggregates per feature that ship in the model and sit outside epsilon, which the privacy
-statement says. Making them DP needs public (or DP-estimated) feature ranges that this
-pipeline does not have yet.
+The scaling (and the category list) is fitted on the training split only, so nothing
+about held-out rows leaks into training (and the membership attack's non-members stay
+unseen). The scaling is differentially private (scaling.py: bounds from one noised
+histogram per feature, charged to the run's ε). Not covered by ε, and said so on the
+card: which columns are used and which categories have at least `MIN_CATEGORY_ROWS`
+training rows (names, not numbers), and the row counts, which the accountant takes as public.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from securepipe.errors import InputError
+from securepipe.training import scaling
 
 PARQUET_MAGIC = b"PAR1"
 LEADING_ZERO_CODE = r"^\s*[-+]?0\d"
@@ -81,10 +82,10 @@ def _parse(raw: bytes, file: str):
             frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except Exception:  # noqa: BLE001 - parser messages can quote cell values
         raise InputError(file, "not a readable Parquet or CSV table") from None
-    return _numbers_from_text(frame)
+    return numbers_from_text(frame)
 
 
-def _numbers_from_text(frame):
+def numbers_from_text(frame):
     """Turn text columns that hold only numbers into numbers (CSV input, and the pipeline keeps
     CSV cells as text through masking). A column written with leading zeros (ZIP "02134", MRN
     "0012345") is a code, not a quantity, so it stays text and never becomes a feature. A
@@ -215,8 +216,12 @@ def _one_hot(values, categories: list[str]) -> np.ndarray:
     return (text[:, None] == np.array(categories, dtype=object)[None, :]).astype(np.float64)
 
 
-def prepare(frame, label: str, *, file: str, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0) -> Split:
-    """Check the table, pick numeric and categorical features and the label, split (stratified), standardise."""
+def prepare(frame, label: str, *, file: str, scaling_noise_multiplier: float,
+            test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0) -> Split:
+    """Check the table, pick numeric and categorical features and the label, split (stratified), scale.
+
+    `scaling_noise_multiplier` is the Gaussian noise of the DP scaling bounds (scaling.py); the
+    accountant charges it (accounting.release_noise)."""
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
@@ -246,14 +251,13 @@ def prepare(frame, label: str, *, file: str, test_fraction: float = DEFAULT_TEST
         features += [f"{column}={category}" for category in categories]
         blocks.append(_one_hot(frame[column], categories))
     x = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
-    mean = np.nanmean(x[train_rows], axis=0)
-    mean = np.where(np.isnan(mean), 0.0, mean)  # a column missing in every training row
-    imputed = np.isnan(x)
-    for index in np.flatnonzero(imputed.any(axis=0)):
-        roles[features[index]] = f"numeric ({int(imputed[:, index].sum())} missing values set to the training mean)"
-    x = np.where(imputed, mean, x)
-    std = x[train_rows].std(axis=0)
-    std[std == 0] = 1.0  # a constant column carries no signal; avoid dividing by zero
+    # Numbers: midpoint and half width of DP bounds (scaling.py); one-hot indicators stay 0/1.
+    center, half, how = scaling.dp_scaling(x[train_rows, :len(numeric)], scaling_noise_multiplier)
+    for column, note in zip(numeric, how):
+        roles[column] = f"numeric ({note})"
+    mean = np.concatenate([center, np.zeros(x.shape[1] - len(numeric))])
+    std = np.concatenate([half, np.ones(x.shape[1] - len(numeric))])
+    x = np.where(np.isnan(x), mean, x)  # a missing number takes its feature's midpoint
     x_train, x_test = x[train_rows], x[test_rows]
     return Split(
         x_train=((x_train - mean) / std).astype(np.float32), y_train=y[train_rows],

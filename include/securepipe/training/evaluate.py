@@ -11,6 +11,8 @@ not only on paper. Stronger attacks (LiRA with shadow models) can score higher.
 """
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 CALIBRATION_BINS = 10
@@ -99,3 +101,20 @@ def evaluate(trained, split) -> dict:
     test_p = trained.predict_proba(split.x_test)
     train_p = trained.predict_proba(split.x_train)
     return {**utility(test_p, split.y_test), **loss_threshold_attack(train_p, split.y_train, test_p, split.y_test)}
+
+
+def dp_accuracy(trained, split, noise_multiplier: float) -> dict:
+    """The held-out accuracy as released: the count of correct predictions plus Gaussian noise.
+
+    Adding or removing one held-out row changes the count by at most one (sensitivity 1), so
+    the noise standard deviation is the noise multiplier the accountant composes
+    (accounting.RELEASE_EPSILON_SHARES["accuracy"]). The number of held-out rows is public.
+    """
+    probabilities = trained.predict_proba(split.x_test)
+    predicted = probabilities.argmax(axis=1) if probabilities.ndim == 2 else (probabilities >= 0.5).astype(np.int64)
+    correct = float(np.sum(predicted == split.y_test))
+    # Fresh OS entropy, never the run's seed: noise a reader can regenerate protects nothing.
+    noisy = correct + np.random.default_rng(secrets.randbits(128)).normal(0.0, noise_multiplier)
+    n = len(split.y_test)
+    return {"accuracy": float(np.clip(noisy / n, 0.0, 1.0)), "accuracy_noise_std": noise_multiplier / n,
+            "mechanism": "Gaussian, sensitivity 1 on the count of correct held-out predictions"}

@@ -154,15 +154,22 @@ def poisson_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
 def fit(
     x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, noise_multiplier: float | None,
     hidden=DEFAULT_HIDDEN, l2_norm_clip: float = DEFAULT_L2_NORM_CLIP,
-    learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0, n_classes: int = 2,
+    learning_rate: float = DEFAULT_LEARNING_RATE, seed: int | None = None, n_classes: int = 2,
 ) -> TrainedModel:
     """Train on (x, y) with Poisson-sampled batches; `noise_multiplier=None` trains without DP.
-    `y` holds class indices (0/1 for a binary label)."""
+    `y` holds class indices (0/1 for a binary label).
+
+    `seed=None` (every pipeline run) leaves TensorFlow's random state to the operating system's
+    entropy: DP-SGD's guarantee needs noise no one can regenerate, and a known seed would let anyone
+    who holds the model and the seed subtract it. A seed is for experiments and tests only."""
     import tensorflow as tf
 
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError("features must be a 2-D array with one row per label")
-    tf.keras.utils.set_random_seed(seed)
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    else:
+        tf.random.set_seed(None)  # forget any seed an earlier call in this process fixed
     network = build_network(
         x.shape[1], hidden=hidden, noise_multiplier=noise_multiplier,
         l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, n_classes=n_classes,

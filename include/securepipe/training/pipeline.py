@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -28,6 +29,8 @@ from securepipe.training.card import SCHEMA, code_version, utc_now, write_card
 log = logging.getLogger("securepipe.training")
 
 MODEL_FILE = "model.keras"
+INTERNAL_EVALUATION = "evaluation_internal.json"
+INTERNAL_SCHEMA = "securepipe.internal_evaluation/1"
 ENCRYPTED_MODEL_FILE = "model.keras.enc"
 
 
@@ -85,7 +88,7 @@ def train_and_report(
     data_path, label: str, target_epsilon: float, out_dir, *,
     delta: float | None = None, epochs: int = 60, batch_size: int = 256,
     accountant: str = accounting.DEFAULT_ACCOUNTANT, l2_norm_clip: float | None = None,
-    learning_rate: float | None = None, hidden=None, seed: int = 0,
+    learning_rate: float | None = None, hidden=None, seed: int | None = None,
     input_context: dict | None = None, encryption: ModelEncryption | None = None,
     ledger: LedgerCharge | None = None, masking_policy_sha256: str | None = None,
     nonprivate_baseline: bool = False,
@@ -104,15 +107,22 @@ def train_and_report(
     }
     out = Path(out_dir)
     frame, data_sha256 = data.load_table(data_path, context=input_context)
-    split = data.prepare(frame, label, file=str(data_path), seed=seed)
+    # δ from the whole table's size (the training split's would be larger, so this is the stricter one):
+    # the scaling's noise is set before the split exists.
+    delta = delta or accounting.default_delta(len(frame))
+    try:
+        releases = accounting.release_noise(target_epsilon, delta, accountant)
+    except ValueError as exc:  # our own messages: parameters only, no data
+        raise PolicyError(f"cannot plan the releases for {data_path}: {exc}") from None
+    # The held-out split may be reproducible; the training noise (model.fit, seed None) never is.
+    split = data.prepare(frame, label, file=str(data_path), seed=0 if seed is None else seed,
+                         scaling_noise_multiplier=releases["scaling"])
     del frame  # the only full plaintext copy besides the arrays; free it early
     n = len(split.y_train)
     if batch_size > n:
         batch_size = n  # small tables: one full batch (sampling rate 1) instead of an error
     try:
-        plan = accounting.noise_for_epsilon(
-            target_epsilon, n, batch_size, epochs, delta or accounting.default_delta(n), accountant
-        )
+        plan = accounting.noise_for_epsilon(target_epsilon, n, batch_size, epochs, delta, accountant, releases)
     except ValueError as exc:  # our own messages: parameters only, no data
         raise PolicyError(f"cannot plan DP-SGD for {data_path}: {exc}") from None
     budget_status = None
@@ -129,6 +139,7 @@ def train_and_report(
     trained = model.fit(split.x_train, split.y_train, epochs=epochs, batch_size=batch_size,
                         noise_multiplier=plan.noise_multiplier, seed=seed, **settings)
     metrics = evaluate.evaluate(trained, split)
+    released = evaluate.dp_accuracy(trained, split, releases["accuracy"])
     baseline = None
     if nonprivate_baseline:
         plain = model.fit(split.x_train, split.y_train, epochs=epochs, batch_size=batch_size,
@@ -146,12 +157,11 @@ def train_and_report(
         "epsilon": plan.epsilon, "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
         "sampling_rate": plan.sampling_rate, "steps": plan.steps, "accountant": plan.accountant,
         "l2_norm_clip": settings["l2_norm_clip"],
-        "accuracy": metrics["accuracy"], "auc": metrics["auc"], "ece": metrics["ece"], "brier": metrics["brier"],
-        "mia_auc": metrics["mia_auc"],
-        "nonprivate_accuracy": baseline and baseline["accuracy"], "nonprivate_mia_auc": baseline and baseline["mia_auc"],
+        "accuracy": released["accuracy"],
         "privacy_statement": statement,
         "privacy": {
             **plan.as_dict(), "target_epsilon": target_epsilon, "l2_norm_clip": settings["l2_norm_clip"],
+            "release_epsilon_shares": dict(accounting.RELEASE_EPSILON_SHARES),
             "statement": statement,
             "budget": budget_status,
         },
@@ -160,22 +170,27 @@ def train_and_report(
             "classes": list(split.classes), "features": list(split.features), "columns": dict(split.columns),
             "rows_train": n, "rows_test": len(split.y_test), "masking_policy_sha256": masking_policy_sha256,
         },
-        "metrics": {**metrics, "examples_per_s": trained.examples_seen / trained.seconds},
-        "nonprivate_baseline": baseline,
+        "released_metrics": released,
         "model": {
             "name": f"dp-mlp-{label}",
             "architecture": f"MLP {'-'.join(map(str, settings['hidden']))} relu, "
                             f"{'sigmoid' if split.n_classes == 2 else f'softmax ({split.n_classes} classes)'} "
-                            f"output, Adam lr {settings['learning_rate']:g}, standardisation built in",
+                            f"output, Adam lr {settings['learning_rate']:g}, DP input scaling built in",
             **artifact,
         },
     }
+    # Exact figures, outside ε: for the privacy gate and operators inside the plaintext boundary, never
+    # on the card (the card says they are not released).
+    internal = {"schema": INTERNAL_SCHEMA, "released": False, "metrics": {**metrics, "examples_per_s": trained.examples_seen / trained.seconds},
+                "nonprivate_baseline": baseline}
     card_path = write_card(out, card)
+    with atomic_write(out / INTERNAL_EVALUATION, "w") as handle:
+        json.dump(internal, handle, indent=2, sort_keys=True)
     summary = {
         "status": "ok", "model_card": str(card_path), "model": artifact["path"],
         "model_sha256": artifact["sha256"], "encrypted": artifact["encrypted"],
         "epsilon": plan.epsilon, "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
-        "accuracy": metrics["accuracy"], "auc": metrics["auc"], "mia_auc": metrics["mia_auc"],
+        "accuracy": released["accuracy"], "mia_auc": metrics["mia_auc"],
         "device": device,
     }
     if baseline is not None:
