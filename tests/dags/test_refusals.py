@@ -39,7 +39,7 @@ def test_every_task_of_every_dag_has_the_policy(airflow_home, policy):
     from airflow.dag_processing.dagbag import DagBag
 
     dags = DagBag(dag_folder=str(REPO / "dags")).dags
-    assert {"secure_training", "compliance_audit", "erasure_request"} <= set(dags)
+    assert {"secure_training", "compliance_audit", "erasure_request", "key_rotation"} <= set(dags)
     for dag_id, dag in dags.items():
         for task in dag.tasks:
             assert task.retry_policy is policy, f"{dag_id}.{task.task_id}"
