@@ -42,10 +42,21 @@ lock: | $(UV)
 demo: setup
 	$(VENV)/bin/securepipe demo $(DEMO_ARGS)
 
-# Two suites: the Airflow environment's, then the training environment's (tests_train/).
+# Two suites at once, each printed when it ends: the training environment's (tests_train/) and the
+# Airflow environment's (tests/, over PYTEST_WORKERS pytest-xdist workers; tests/conftest.py keeps a
+# module, or the modules sharing one Airflow stack, on one worker and starts the slowest first).
+# Three workers on two cores: the load test and the fault tests (a stack each) mostly wait, and a
+# third worker runs everything else meanwhile.
+PYTEST_WORKERS ?= 3
+.PHONY: test-train test-airflow
 test: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-train test-airflow
+
+test-train: setup-train
 	$(VENV_TRAIN)/bin/python -m pytest tests_train $(PYTEST_ARGS)
-	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+test-airflow: setup-airflow
+	$(VENV)/bin/python -m pytest tests -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 up: setup
 	$(VENV)/bin/securepipe up $(UP_ARGS)

@@ -22,10 +22,13 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
+
 default_args = {
     "owner": "securepipe",
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
+    "retry_policy": NO_RETRY_ON_REFUSAL,  # a check that found a violation fails at once
 }
 
 

@@ -28,8 +28,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securepipe.erasure import DATASET_PATTERN, ERASURE_DAG_ID
 from securepipe_dags.assets import RETRAIN_REQUEST
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
-default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20)}
+default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20),
+                "retry_policy": NO_RETRY_ON_REFUSAL}
 
 
 @dag(

@@ -22,7 +22,10 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20)}
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
+
+default_args = {"owner": "securepipe", "retries": 2, "retry_delay": timedelta(seconds=20),
+                "retry_policy": NO_RETRY_ON_REFUSAL}
 
 
 @dag(

@@ -40,6 +40,7 @@ from airflow.sdk import (
 
 from securepipe_dags.assets import MASKED_DATASET, MODEL, RAW_DATASET, RETRAIN_REQUEST, version_extra
 from securepipe_dags.kubernetes import pod_template
+from securepipe_dags.refusals import NO_RETRY_ON_REFUSAL
 
 default_args = {
     "owner": "securepipe",
@@ -47,6 +48,7 @@ default_args = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=2),
+    "retry_policy": NO_RETRY_ON_REFUSAL,  # a gate or budget refusal fails at once
 }
 
 

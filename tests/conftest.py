@@ -12,11 +12,16 @@ from types import SimpleNamespace
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Stacks, emulators and redis-server end with the session, also on Ctrl-C, SIGTERM or SIGHUP.
+pytest_plugins = ["process_groups"]
 
 # Airflow reads its settings once, on first import, wherever that happens (a test importing
 # airflow.sdk, a fixture): so the whole session's AIRFLOW_HOME and DB are fixed here, first.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="securepipe-test-airflow-"))
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+# The test deployments' cluster policy (a retry waits 1 s); Airflow imports it from config/.
+(AIRFLOW_HOME / "config").mkdir()
+shutil.copy(REPO / "tests" / "airflow_local_settings.py", AIRFLOW_HOME / "config")
 AIRFLOW_TEST_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -76,3 +81,45 @@ def airflow_home():
 
     db.initdb()
     return SimpleNamespace(path=AIRFLOW_HOME, env={**os.environ, **AIRFLOW_TEST_ENV})
+
+
+# The modules that share one session-scoped celery_stack (tests/e2e/conftest.py) on one xdist worker:
+# the fault tests and the production path. The load test starts a stack of its own on another worker,
+# so the two run side by side: both spend much of their time waiting on the scheduler, heartbeats
+# and timeouts, and one after the other they took longer than the whole suite may.
+CELERY_STACK_MODULES = frozenset({"tests/e2e/test_faults.py", "tests/e2e/test_production_path.py"})
+# Work units that start a celery stack, longest first.
+STACK_UNITS = ("tests/e2e/test_load.py", "celery_stack")
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "celery_stack" if module in CELERY_STACK_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs pytest-xdist workers. A module's tests stay on one worker, so its module-scoped
+    fixture (a dag.test() run, an api-server) is built once; the celery stack's modules stay together.
+    Work goes out in collection order, which puts the slowest first (below)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleAndStack(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # by test count otherwise, which says nothing of duration
+    return ByModuleAndStack(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The stack tests first, then the other slow modules, then the rest: the longest work starts at
+    once and the quick tests fill in around it."""
+
+    def weight(item) -> int:
+        unit = _work_unit(item.nodeid)
+        if unit in STACK_UNITS:
+            return STACK_UNITS.index(unit)
+        return len(STACK_UNITS) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=weight)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,8 @@ def start_worker(stack: AirflowStack) -> None:
 def celery_stack(tmp_path_factory, postgres_db, redis_url):
     """The production path, for real; yields (stack, settings namespace)."""
     home = tmp_path_factory.mktemp("airflow-celery")
+    (home / "config").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "airflow_local_settings.py", home / "config")  # retries wait 1 s
     emulator = kms_emulator.start_emulator(log_path=home / "kms-emulator.log")
     stack = None
     try:

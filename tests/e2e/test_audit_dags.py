@@ -45,6 +45,8 @@ def deployment(airflow_home, kms_env, tmp_path_factory):
 def _audit(deployment) -> tuple[str, dict]:
     dags, work, _ = deployment
     run = dags["compliance_audit"].test()
+    retried = [ti.task_id for ti in run.get_task_instances() if ti.state == "failed" and ti.try_number > 1]
+    assert not retried, f"a check that found a violation was retried: {retried}"
     report = json.loads((work / "securepipe-state" / "reports" / "latest.json").read_text())
     return run.state, {c["check"]: c for c in report["checks"]} if "checks" in report else report
 
@@ -165,8 +167,10 @@ def test_an_over_budget_run_is_refused_before_training(deployment):
     target = round(min(10.0, ledger["budget"]["epsilon"] - spent + 0.5), 2)  # more than what is left
     run = dags["secure_training"].test(run_conf={"epochs": 2, "rows_per_shard": 200, "target_epsilon": target})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    tries = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
     assert run.state == "failed"
     assert states["check_budget"] == "failed" and states["train_model"] == "upstream_failed"
+    assert tries["check_budget"] == 1, "a budget refusal was retried"
     after = json.loads((work / "securepipe-state" / "privacy-budget" / "patients.json").read_text())
     assert after["runs"] == ledger["runs"]  # nothing charged
     events = [json.loads(line)["event"] for line in (work / "securepipe-state" / "audit.jsonl").read_text().splitlines()]

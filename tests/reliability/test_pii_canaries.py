@@ -114,6 +114,9 @@ def test_each_path_ended_as_expected(canary_runs):
     assert runs["success"].state == "success"
     for failure in ("bad_row", "gate", "kms_down"):
         assert runs[failure].state == "failed", failure
+    gate = {ti.task_id: ti for ti in runs["gate"].get_task_instances()}
+    assert gate["finalize_masking"].state == "failed"
+    assert gate["finalize_masking"].try_number == 1, "the residual-PII gate's refusal was retried"
 
 
 def test_failed_runs_published_nothing(canary_runs):
