@@ -17,8 +17,9 @@ def test_secure_training_on_celery(celery_stack, tmp_path):
     landing = stack.config.home / "landing" / "patients.csv"
     write_patients(landing, 600, seed=11)
     stack.wait_for_dag("secure_training")
-    run_id = stack.trigger("secure_training", {"input_uri": f"file://{landing}", "epochs": 2,
-                                               "rows_per_shard": 200, "max_mia_auc": 0.75})
+    # A dataset of its own: the fault tests on this stack leave their data profile as "patients"' reference.
+    run_id = stack.trigger("secure_training", {"input_uri": f"file://{landing}", "dataset": "celery_patients",
+                                               "epochs": 2, "rows_per_shard": 200, "max_mia_auc": 0.75})
     state = stack.wait_for_run("secure_training", run_id, timeout=900)
     tasks = stack.task_states("secure_training", run_id)
     assert state == "success", tasks

@@ -96,3 +96,18 @@ def test_findings_carry_names_and_rates_never_cell_values(profile):
     for finding in check_batch(batch, profile):
         assert set(finding.as_dict()) == {"check", "column", "measured", "limit", "reason"}
         assert not any(value in finding.reason for value in planted)
+
+
+@pytest.mark.parametrize("rows", [300, 600])
+def test_a_small_clean_batch_is_not_refused_for_sampling_noise(rows):
+    """Shares of a few hundred rows wander by chance, and kNN agreement measured at a lower density
+    than the reference's is not comparable: neither may refuse a clean batch of a small retraining."""
+    small_reference = build_profile(_batch(1, 1_000), LABEL)
+    assert [str(f) for seed in (5, 11) for f in check_batch(_batch(seed, rows), small_reference)] == []
+
+
+def test_a_small_batch_whose_label_share_moved_is_still_refused():
+    small_reference = build_profile(_batch(1, 1_000), LABEL)
+    batch = _batch(11, 600)
+    batch.loc[batch.index[:240], LABEL] = 1  # 40% of the rows set to one class
+    assert ("drift.label_share", LABEL) in {(f.check, f.column) for f in check_batch(batch, small_reference)}

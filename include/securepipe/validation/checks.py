@@ -34,9 +34,11 @@ MAX_OUT_OF_CONTRACT_SHARE = 0.005
 MAX_NULL_RATE_INCREASE = 0.05
 MAX_PSI = 0.2
 MAX_LABEL_SHARE_CHANGE = 0.05
+LABEL_SHARE_SIGMAS = 4.0
 MAX_RATE_INCREASE = 0.01  # duplicates, near-duplicates, outliers: absolute increase over the reference
 MAX_SPIKE_INCREASE = 0.005
 MIN_SPIKE_Z = 6.0
+MIN_SPIKE_ROWS = 10  # a few repeats of a rare value in a small batch are chance, not a planted trigger
 TOP_SPIKES = 10  # the most frequent values of a batch that are compared with the reference
 MAX_LABEL_AGREEMENT_DROP = 0.035
 _PSI_FLOOR = 1e-4
@@ -134,10 +136,17 @@ def drift_findings(frame: pd.DataFrame, profile: dict) -> list[Finding]:
     label = profile["label"]
     shares = profiles.label_keys(frame[label]).value_counts(normalize=True)
     keys = set(profile["label_shares"]) | set(shares.index)
-    change = max(abs(profile["label_shares"].get(k, 0.0) - float(shares.get(k, 0.0))) for k in keys)
-    if change > MAX_LABEL_SHARE_CHANGE:
-        findings.append(Finding("drift.label_share", label, change, MAX_LABEL_SHARE_CHANGE,
-                                "class shares of the label changed"))
+    change, limit = 0.0, MAX_LABEL_SHARE_CHANGE
+    for key in keys:
+        expected = profile["label_shares"].get(key, 0.0)
+        # A small batch's shares wander by sampling alone: the limit is never tighter than
+        # LABEL_SHARE_SIGMAS standard errors of the difference between the two samples.
+        error = math.sqrt(expected * (1 - expected) * (1 / max(len(frame), 1) + 1 / profile["rows"]))
+        key_limit = max(MAX_LABEL_SHARE_CHANGE, LABEL_SHARE_SIGMAS * error)
+        if abs(expected - float(shares.get(key, 0.0))) - key_limit > change - limit:
+            change, limit = abs(expected - float(shares.get(key, 0.0))), key_limit
+    if change > limit:
+        findings.append(Finding("drift.label_share", label, change, limit, "class shares of the label changed"))
     return findings
 
 
@@ -153,8 +162,10 @@ def spike_findings(frame: pd.DataFrame, profile: dict) -> list[Finding]:
         for value, count in counts.head(TOP_SPIKES).items():
             expected = profiles.expected_share(entry, value)
             increase = count / n - expected
-            z = increase / math.sqrt(max(expected * (1 - expected), 1e-12) / n)
-            if increase > MAX_SPIKE_INCREASE and z > MIN_SPIKE_Z and increase > worst_increase:
+            # (the reference's share is itself a sample: its error counts too)
+            z = increase / math.sqrt(max(expected * (1 - expected), 1e-12) * (1 / n + 1 / profile["rows"]))
+            if count >= MIN_SPIKE_ROWS and increase > MAX_SPIKE_INCREASE and z > MIN_SPIKE_Z \
+                    and increase > worst_increase:
                 worst_increase, worst_z = increase, z
         if worst_increase:
             findings.append(Finding("value_spike", column, worst_increase, MAX_SPIKE_INCREASE,
@@ -173,7 +184,10 @@ def rate_findings(frame: pd.DataFrame, profile: dict) -> list[Finding]:
         limit = reference[name] + MAX_RATE_INCREASE
         if measured[name] > limit:
             findings.append(Finding(name, None, measured[name], limit, f"{reason} above the reference's"))
-    for label_class, lift in sorted(measured["label_agreement_lift"].items()):
+    # Neighbour agreement depends on how densely rows are sampled: a batch smaller than the
+    # reference's samples is not comparable, and its label noise is left unmeasured.
+    small = min(len(frame), profiles.SAMPLE_ROWS) < min(profile["rows"], profiles.SAMPLE_ROWS)
+    for label_class, lift in sorted(() if small else measured["label_agreement_lift"].items()):
         drop = reference["label_agreement_lift"].get(label_class, 0.0) - lift
         if drop > MAX_LABEL_AGREEMENT_DROP:
             findings.append(Finding("label_noise", profile["label"], drop, MAX_LABEL_AGREEMENT_DROP,
