@@ -159,14 +159,22 @@ def gather_summary(root: Path) -> dict:
             "erasures": erasure_requests(root)}
 
 
+def _number(value, places: int = 2) -> str:
+    """A number for people: fixed decimals and thousands separators (ε 2.9991965 reads 3.00)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _e(value)
+    return f"{value:,.{places}f}" if isinstance(value, float) else f"{value:,}"
+
+
 def _run_row(run: dict) -> str:
     if run.get("unreadable"):
         return f'<tr><td colspan="9" class="bad">{_e(run["manifest"])}: unreadable</td></tr>'
     trigger = _e(run.get("trigger")) + (f" by {_e(run['user'])}" if run.get("user") else "")
     return (f'<tr><td><a href="runs/{_e(run["manifest"])}">{_e(run.get("dag_id"))}</a></td>'
             f'<td><code>{_e(run.get("run_id"))}</code></td><td>{_e(run.get("created_at"))}</td><td>{trigger}</td>'
-            f'<td>{_e(run.get("artifacts"))}</td><td>{_e(run.get("pii_found"))}</td><td>{_e(run.get("epsilon"))}</td>'
-            f'<td>{_e(run.get("budget_left"))}</td><td><code>{_e((run.get("model_sha256") or "")[:12])}</code></td></tr>')
+            f'<td>{_number(run.get("artifacts"))}</td><td>{_number(run.get("pii_found"))}</td>'
+            f'<td>{_number(run.get("epsilon"))}</td><td>{_number(run.get("budget_left"))}</td>'
+            f'<td><code>{_e((run.get("model_sha256") or "")[:12])}</code></td></tr>')
 
 
 def _within_budget(budget: dict) -> bool:

@@ -102,4 +102,6 @@ def test_compliance_page_shows_who_triggered_the_run_and_the_budget_left(dag_run
     assert run["budget_left"] == pytest.approx(ledger["budget"]["epsilon"] - charge["epsilon"])
     assert run["epsilon"] == pytest.approx(charge["epsilon"]) and run["pii_found"] > 0
     row = re.search(r'<table id="runs">.*?</table>', plugin.render_index(summary, "auditor"), re.S).group(0)
-    assert "manual by dag_test" in row and f"<td>{run['budget_left']}</td>" in row
+    # numbers for people: ε and the budget left to two decimals, counts with thousands separators
+    assert "manual by dag_test" in row and f"<td>{run['budget_left']:.2f}</td>" in row
+    assert f"<td>{run['epsilon']:.2f}</td>" in row and f"<td>{run['pii_found']:,}</td>" in row
