@@ -253,6 +253,8 @@ class NameRecognizer(Recognizer):
                 yield Span(start, end, PERSON, 0.5)
 
 
+# Only the titles that precede a surname in lower-case notes ("dr green aware"); _TITLE_BEFORE's full list
+# ("general", "major", "sister", "me") would make ordinary lower-case words names.
 _LOWER_TITLE = re.compile(r"\b(?:dr|drs|doctor|mr|mrs|ms|prof|nurse)\.?\s+$")
 _SELF_NAMING = re.compile(r"(?i:\b(?:my\s+name\s+is|name['’]s|call\s+me|calls\s+me|called\s+me|known\s+as|named)\s+)$")
 _TITLE_CASE = re.compile(rf"[{UPPER}][{LOWER}][\w'’-]*")
@@ -346,12 +348,12 @@ class PlaceRecognizer(Recognizer):
         for match in _CAPS_ANNOUNCED.finditer(text):
             words = list(re.finditer(r"\S+", match.group("run")))
             first = words[0].group()
-            kind = category(first.lower())
+            kind = category(first)
             if _CARE_UNIT.fullmatch(first) or kind not in (UNKNOWN, PLACE, NAME) or _CAPS_FACILITY.fullmatch(first):
                 continue
             end = words[0].end()
             for word in words[1:]:  # the facility words and further unknown words go with it
-                if _CAPS_FACILITY.fullmatch(word.group()) or category(word.group().lower()) in (UNKNOWN, PLACE, NAME):
+                if _CAPS_FACILITY.fullmatch(word.group()) or category(word.group()) in (UNKNOWN, PLACE, NAME):
                     end = word.end()
                 else:
                     break

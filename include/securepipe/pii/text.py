@@ -135,20 +135,18 @@ _POSTCODE_AFTER = re.compile(r"[ \t,]*\n?[ \t]*(?:(?:[A-Z]{2,3}|nan)[ \t,]+\n?[ 
 _TOWN_AFTER_ADDRESS = re.compile(r"[ \t,]+\n?[ \t]*[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ'-]{2,}(?:[ -][A-ZÀ-ÖØ-Þ]{2,}){0,2}(?![\w-])")
 
 
-def _postcode_tails(text: str, spans: list[Span]) -> list[Span]:
-    tails = []
+def _with_postcode_tails(text: str, spans: list[Span]) -> list[Span]:
+    """Place and address spans widened over the town and postcode written after them."""
+    widened = []
     for span in spans:
+        end = span.end
         if span.entity_type in (rec.LOCATION, rec.ADDRESS):
-            end = span.end
             town = _TOWN_AFTER_ADDRESS.match(text, end) if span.entity_type == rec.ADDRESS else None
-            if town:
-                end = town.end()
+            end = town.end() if town else end
             code = _POSTCODE_AFTER.match(text, end)
-            if code:
-                end = code.end("code")
-            if end > span.end:
-                tails.append(Span(span.start, end, span.entity_type, span.score))
-    return spans + tails
+            end = code.end("code") if code else end
+        widened.append(span._replace(end=end))
+    return widened
 
 
 def _ner_segments(text: str, taken: list[Span]) -> list[tuple[int, str]]:
@@ -202,10 +200,10 @@ def detect_batch(
 ) -> list[list[Span]]:
     """Spans for each text, in one process. `known[i]`: (value, entity) pairs of row i."""
     recognizers = registry(config)
+    texts = [text if isinstance(text, str) else "" for text in texts]
     per_text: list[list[Span]] = []
     ner_batch: list[tuple[int, int, str]] = []
     for index, text in enumerate(texts):
-        text = text if isinstance(text, str) else ""
         spans = recognizers.find(text)
         if known is not None:
             spans += _known_spans(text, known[index])
@@ -217,8 +215,7 @@ def detect_batch(
     for index, spans in _ner_spans(ner_batch, texts).items():
         text = texts[index]
         per_text[index] += _outside(spans, surrogate_ranges(text) if "[" in text or "<" in text else [])
-    return [merge_spans(_postcode_tails(text if isinstance(text, str) else "", spans))
-            for text, spans in zip(texts, per_text)]
+    return [merge_spans(_with_postcode_tails(text, spans)) for text, spans in zip(texts, per_text)]
 
 
 def _outside(spans: list[Span], surrogates: list[tuple[int, int]]) -> list[Span]:

@@ -136,15 +136,15 @@ def drift_findings(frame: pd.DataFrame, profile: dict) -> list[Finding]:
     label = profile["label"]
     shares = profiles.label_keys(frame[label]).value_counts(normalize=True)
     keys = set(profile["label_shares"]) | set(shares.index)
-    change, limit = 0.0, MAX_LABEL_SHARE_CHANGE
+    changes = []  # (change, limit) per class
     for key in keys:
         expected = profile["label_shares"].get(key, 0.0)
         # A small batch's shares wander by sampling alone: the limit is never tighter than
         # LABEL_SHARE_SIGMAS standard errors of the difference between the two samples.
         error = math.sqrt(expected * (1 - expected) * (1 / max(len(frame), 1) + 1 / profile["rows"]))
-        key_limit = max(MAX_LABEL_SHARE_CHANGE, LABEL_SHARE_SIGMAS * error)
-        if abs(expected - float(shares.get(key, 0.0))) - key_limit > change - limit:
-            change, limit = abs(expected - float(shares.get(key, 0.0))), key_limit
+        changes.append((abs(expected - float(shares.get(key, 0.0))),
+                        max(MAX_LABEL_SHARE_CHANGE, LABEL_SHARE_SIGMAS * error)))
+    change, limit = max(changes, key=lambda pair: pair[0] - pair[1])
     if change > limit:
         findings.append(Finding("drift.label_share", label, change, limit, "class shares of the label changed"))
     return findings
